@@ -1,0 +1,178 @@
+"""The chain driver: the command table, argv[0] dispatch, the in-process loop
+and the one final exec.
+
+A chain such as
+
+    chainload listen-seqpacket /run/x.sock fdmove 0 3 setuidgid nobody daemon
+
+runs in one process: while the next program is a bare name (no "/") found in
+COMMANDS, its module's run() is called here; the first name that is not a
+builtin (or that contains a "/") is exec'd, with PATH taken from the chain's
+environment.
+"""
+
+import os
+import sys
+
+from chainload import core
+
+# name -> (module under chainload.commands, one-line summary).
+# Adding a command is one module and one line here.
+COMMANDS = {
+    "local-seqpacket-socket-listen": (
+        "local_seqpacket_socket_listen",
+        "bind an AF_LOCAL SOCK_SEQPACKET socket to fd 3+n, then chain",
+    ),
+    "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
+    "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
+}
+ALIASES = {"listen-seqpacket": "local-seqpacket-socket-listen"}
+
+UMBRELLA = "chainload"
+
+
+def _umbrella_usage():
+    width = max(map(len, [*COMMANDS, *ALIASES]))
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {alias:<{width}}  alias of {name}" for alias, name in ALIASES.items()]
+    return f"""Usage: chainload [--] <command> [<args>...]
+       chainload (-h | --help)
+       chainload --version
+
+Run a chain of chain-loading commands in one process, ending in one exec.
+A symbolic link to chainload named after a command runs that command.
+
+Commands:
+{chr(10).join(lines)}
+
+Options:
+  -h, --help  Show this help and exit.
+  --version   Show the version and exit.
+
+Exit status: 100 usage error, 111 system failure, 126 next program cannot
+be executed, 127 next program not found. See chainload(1).
+"""
+
+
+def is_builtin(name):
+    """Bare builtin names run in-process; anything with a "/" is exec'd."""
+    return "/" not in name and (name in COMMANDS or name in ALIASES)
+
+
+def load(name):
+    """The module of builtin NAME, imported on first use."""
+    import importlib
+
+    module, _ = COMMANDS[ALIASES.get(name, name)]
+    return importlib.import_module("chainload.commands." + module)
+
+
+def preload(argv):
+    """Import everything the rest of the chain may need.
+
+    setuidgid calls this before dropping privileges, so later links still
+    work when the new user cannot read the Python installation. Any bare
+    builtin name among ARGV counts (an over-estimate is harmless).
+    """
+    import warnings  # noqa: F401  (os.execvpe imports it)
+
+    for word in argv:
+        if is_builtin(word):
+            module = load(word)
+            if hasattr(module, "preload"):
+                module.preload()
+
+
+def execute(argv, env):
+    """Replace this process with ARGV; only returns by raising Fail."""
+    name = argv[0]
+    try:
+        if not name:
+            raise FileNotFoundError(2, "No such file or directory")
+        os.execvpe(name, argv, env)
+    except ValueError as e:  # an embedded NUL, or an empty argv[0]
+        raise core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name!r}: {e}") from None
+    except OSError as e:
+        import errno
+
+        status = (core.EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR)
+                  else core.EXIT_CANNOT_EXECUTE)
+        raise core.Fail(status, f"{name}: {os.strerror(e.errno)}") from None
+
+
+class Chain:
+    """The state of a running chain, for messages: which command is running."""
+
+    def __init__(self):
+        self.prog = UMBRELLA
+        self.usage = None
+
+
+def run_chain(argv, env, state):
+    """Run builtins in-process from ARGV (argv[0] a builtin name), then exec."""
+    while is_builtin(argv[0]):
+        state.prog, module = argv[0], load(argv[0])
+        state.usage = module.USAGE
+        args = core.parse_args(module.USAGE, argv[1:])
+        argv = module.run(args, env)
+        if not argv:
+            raise core.Fail(core.EXIT_USAGE, "Missing next program.")
+    execute(argv, env)
+
+
+def umbrella(argv, env, state):
+    state.usage = usage = _umbrella_usage()
+    if len(argv) < 2:
+        raise core.Fail(core.EXIT_USAGE, "Missing command.")
+    args = core.parse_args(usage, argv[1:])
+    if args["--version"]:
+        from chainload import __version__
+
+        core.print_out(f"chainload {__version__}")
+        raise core.Done
+    command = args["<command>"]
+    if not is_builtin(command):
+        raise core.Fail(core.EXIT_USAGE, f"{command}: Unknown command.")
+    run_chain([command, *args["<args>"]], env, state)
+
+
+def personality(argv0):
+    """The command named by argv[0], or None for the umbrella form."""
+    name = os.path.basename(argv0)
+    if name.endswith(".py"):
+        name = name[:-3]
+    return name if is_builtin(name) else None
+
+
+def main(argv=None):
+    """Entry point of every installed name; returns the exit status."""
+    argv = list(sys.argv if argv is None else argv)
+    state = Chain()
+    env = dict(os.environ)
+    try:
+        name = personality(argv[0]) if argv else None
+        if name is None:
+            umbrella(argv or [UMBRELLA], env, state)
+        else:
+            run_chain([name, *argv[1:]], env, state)
+    except core.Done:
+        return 0
+    except core.Fail as e:
+        return _fatal(state, e.status, e.message)
+    except KeyboardInterrupt:
+        return _fatal(state, core.EXIT_SYSTEM, "Interrupted.")
+    except Exception as e:  # never a traceback: a bug still gets one line
+        return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}: {e}")
+    return core.EXIT_SYSTEM  # not reached: execute() either execs or raises
+
+
+def _fatal(state, status, message):
+    text = f"{state.prog}: FATAL: {message}\n"
+    if status == core.EXIT_USAGE and state.usage:
+        text += core.synopsis(state.usage) + "\n"
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return status

@@ -1,0 +1,179 @@
+"""What every chain command shares: exit statuses, the error type, C-style
+number parsing and the docopt adapter.
+
+Exit statuses (the skarnet/daemontools convention, written down once here):
+
+    0    --help or --version was printed; nothing was chained.
+    100  usage error: bad option, bad number, missing operand or next program.
+    111  system failure: a system call failed, or a user/group is unknown.
+    126  the next program was found but could not be executed.
+    127  the next program was not found.
+
+This module imports nothing beyond the interpreter's start-up set; docopt is
+imported on first use.
+"""
+
+EXIT_USAGE = 100
+EXIT_SYSTEM = 111
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+INT_MAX = 2**31 - 1
+ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown(2), so it is not an id
+
+
+class Fail(Exception):
+    """Stop the chain: the driver prints "PROG: FATAL: message" and exits."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Done(Exception):
+    """Stop the chain without an error (after --help or --version)."""
+
+
+def usage_error(message):
+    return Fail(EXIT_USAGE, message)
+
+
+def system_error(what, err):
+    """A failed system call, as "WHAT: strerror"."""
+    import os
+
+    text = os.strerror(err.errno) if err.errno else str(err)
+    return Fail(EXIT_SYSTEM, f"{what}: {text}")
+
+
+_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
+
+
+def parse_number(text, what, maximum, minimum=0):
+    """Parse TEXT as strtoul(3) does with base 0, but strictly.
+
+    Decimal, a leading 0 for octal, 0x or 0X for hexadecimal; an optional
+    sign. The whole string must be the number (no blanks, no underscores, no
+    Unicode digits), and the value must lie in [minimum, maximum]: nothing
+    is ever truncated or wrapped. WHAT names the value in messages.
+    """
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if body[:2] in ("0x", "0X"):
+        base, digits = 16, body[2:]
+    elif body[:1] == "0" and len(body) > 1:
+        base, digits = 8, body[1:]
+    else:
+        base, digits = 10, body
+    allowed = _DIGITS[base]
+    if not digits or not all(c in allowed for c in digits):
+        raise usage_error(f"{what}: {text}: Not a number.")
+    # A bound on the length keeps int() away from huge inputs; anything
+    # this long is out of every range we use.
+    value = int(digits, base) if len(digits) <= 40 else maximum + 1
+    if text[:1] == "-":
+        value = -value
+    if not minimum <= value <= maximum:
+        raise usage_error(
+            f"{what}: {text}: Out of range (must be {minimum} to {maximum})."
+        )
+    return value
+
+
+# --- the docopt adapter --------------------------------------------------------
+
+# Parsed usage texts, so a chain that runs the same command many times
+# parses its usage once per process.
+_patterns = {}
+
+
+def _compile(usage):
+    import docopt as d
+
+    cached = _patterns.get(usage)
+    if cached is None:
+        sections = d.parse_docstring_sections(usage)
+        d.lint_docstring(sections)
+        options = [
+            *d.parse_options(sections.before_usage),
+            *d.parse_options(sections.after_usage),
+        ]
+        pattern = d.parse_pattern(d.formal_usage(sections.usage_body), options)
+        named = set(pattern.flat(d.Option))
+        for shortcut in pattern.flat(d.OptionsShortcut):
+            shortcut.children = [o for o in options if o not in named]
+        cached = _patterns[usage] = (pattern.fix(), options)
+    return cached
+
+
+def _match(usage, argv):
+    """Return (parsed dict or None, one-line complaint or None)."""
+    import docopt as d
+
+    pattern, options = _compile(usage)
+    tokens = d.parse_argv(d.Tokens(argv), list(options), True)
+    if any(isinstance(o, d.Option) and o.name in ("-h", "--help") and o.value
+           for o in tokens):
+        raise _Help
+    known = {o.name for o in options}
+    unknown = [o.name for o in tokens if isinstance(o, d.Option) and o.name not in known]
+    if unknown:
+        return None, f"{unknown[0]}: Unrecognized option."
+    matched, left, collected = pattern.match(tokens)
+    if matched and not left:
+        return dict((a.name, a.value) for a in pattern.flat() + collected), None
+    if matched:
+        return None, f"{left[0].name if isinstance(left[0], d.Option) else left[0].value}: " \
+                     "Given more than once, or unexpected."
+    return None, "Missing operand."
+
+
+class _Help(Exception):
+    pass
+
+
+def parse_args(usage, argv):
+    """Parse ARGV (without the program name) against the docopt USAGE text.
+
+    Options end at the first operand (options_first), as in the C tools, so
+    the next program's own options are never parsed. --help prints USAGE on
+    stdout and stops the chain (status 0). A usage error raises Fail(100)
+    with a one-line message; the driver prints the usage synopsis after it.
+    A usage that ends in <next-prog>... gets "Missing next program." when
+    that is all that is missing.
+    """
+    import docopt as d
+
+    try:
+        args, complaint = _match(usage, argv)
+        if args is None:
+            if "<next-prog>..." in usage and _match(usage, argv + ["next-prog"])[0] is not None:
+                complaint = "Missing next program."
+            raise usage_error(complaint)
+    except _Help:
+        print_out(usage.strip("\n"))
+        raise Done from None
+    except d.DocoptExit as e:
+        # parse_argv's own complaints: "--uid requires argument", ...
+        raise usage_error(str(e).splitlines()[0].rstrip(".") + ".") from None
+    return args
+
+
+def synopsis(usage):
+    """The "Usage:" block of a docopt text, for printing after an error."""
+    lines = []
+    for line in usage.strip("\n").splitlines():
+        if not line.strip():
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def print_out(text):
+    import sys
+
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass

@@ -1,0 +1,124 @@
+"""The socket-passing protocol shared by every listener.
+
+A listener hands its socket to the next program on file descriptor 3+n,
+where n is the number of listening descriptors already passed (0 unless
+--systemd-compatibility finds a valid LISTEN_FDS/LISTEN_PID for this
+process), and optionally describes it in the environment:
+
+  systemd (sd_listen_fds(3)): LISTEN_FDS=n+1, LISTEN_PID=<this pid>,
+      LISTEN_FDNAMES with exactly one name per descriptor (or unset),
+      LISTEN_PIDFDID=<this process's pidfd inode> where the kernel has pidfs
+      (otherwise unset, never stale);
+  upstart (socket-event(7)): UPSTART_FDS=3+n, UPSTART_EVENTS=socket.
+
+Only the os module is needed here; a second listener calls pass_listener()
+after making its socket.
+"""
+
+import os
+
+from chainload import core
+
+LISTEN_FDS_START = 3
+FD_NAME_MAX = 255
+
+
+def _decimal(text):
+    """A strictly decimal non-negative int, or None."""
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    return int(text)
+
+
+def inherited_count(env):
+    """How many listening descriptors the environment says we already hold.
+
+    LISTEN_FDS counts only when LISTEN_PID is this process (a chain never
+    forks, so an earlier listener in it set our own pid). Anything missing,
+    malformed or stale counts as none.
+    """
+    if _decimal(env.get("LISTEN_PID")) != os.getpid():
+        return 0
+    count = _decimal(env.get("LISTEN_FDS"))
+    if count is None or count > core.INT_MAX - LISTEN_FDS_START - 1:
+        return 0
+    return count
+
+
+def valid_fd_name(name):
+    """systemd's rule for FileDescriptorName=: ASCII, printable, no ":"."""
+    return (0 < len(name) <= FD_NAME_MAX and name.isascii() and ":" not in name
+            and all(" " <= c < "\x7f" for c in name))
+
+
+def check_fd_name(name):
+    if not valid_fd_name(name):
+        raise core.usage_error(
+            f"--fd-name: {name}: Not a valid name (1 to {FD_NAME_MAX} printable "
+            "ASCII characters, no \":\")."
+        )
+    return name
+
+
+def pidfd_id():
+    """This process's pidfd inode number if the kernel has pidfs, else None.
+
+    Without pidfs every pidfd shares the one anonymous inode, which an
+    eventfd shows; only a pidfs inode identifies the process.
+    """
+    fds = []
+    try:
+        fds.append(os.pidfd_open(os.getpid()))
+        fds.append(os.eventfd(0))
+        pid, anon = os.fstat(fds[0]), os.fstat(fds[1])
+    except (OSError, AttributeError):
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if (pid.st_dev, pid.st_ino) == (anon.st_dev, anon.st_ino):
+        return None
+    return pid.st_ino
+
+
+def place(fd, target):
+    """Move FD to TARGET (closing whatever TARGET was), inheritable, blocking."""
+    if fd != target:
+        os.dup2(fd, target)  # makes target inheritable
+        os.close(fd)
+    else:
+        # dup2(fd, fd) would be a no-op that leaves close-on-exec set.
+        os.set_inheritable(target, True)
+    os.set_blocking(target, True)
+
+
+def pass_listener(fd, env, *, systemd=False, upstart=False, fd_name=None):
+    """Put listening socket FD on 3+n and describe it; return 3+n.
+
+    OSError from moving the descriptor is left to the caller, which knows
+    what to clean up.
+    """
+    n = inherited_count(env) if systemd else 0
+    target = LISTEN_FDS_START + n
+    place(fd, target)
+    if systemd:
+        old = env.get("LISTEN_FDNAMES")
+        names = old.split(":") if n and old is not None else None
+        if names is not None and (len(names) != n or not all(map(valid_fd_name, names))):
+            names = None
+        if fd_name is not None or names is not None:
+            names = (names or ["unknown"] * n) + [fd_name or "unknown"]
+            env["LISTEN_FDNAMES"] = ":".join(names)
+        else:
+            env.pop("LISTEN_FDNAMES", None)
+        env["LISTEN_FDS"] = str(n + 1)
+        env["LISTEN_PID"] = str(os.getpid())
+        ident = pidfd_id()
+        if ident is None:
+            env.pop("LISTEN_PIDFDID", None)
+        else:
+            env["LISTEN_PIDFDID"] = str(ident)
+    if upstart:
+        env["UPSTART_FDS"] = str(target)
+        env["UPSTART_EVENTS"] = "socket"
+    return target

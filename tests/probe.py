@@ -1,0 +1,69 @@
+"""The end of every test chain: report this process as JSON.
+
+Run as `python3 -I -S probe.py [ARGS...]` by the exec that ends a chain. It
+writes one JSON object to the file named by $PROBE_OUT (or to stdout when that
+is unset): pid, argv, real/effective/saved ids, groups, the chain-related
+environment variables, and every open file descriptor below 64 with what it
+is (for sockets: family, type, listening, bound name, SO_PASSCRED,
+SO_PASSSEC, blocking). Standard library only; no site packages.
+"""
+
+import json
+import os
+import socket
+import stat
+import sys
+
+KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "LISTEN_PIDFDID",
+        "UPSTART_FDS", "UPSTART_EVENTS")
+
+
+def describe(fd):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    info = {"mode": stat.filemode(st.st_mode), "ino": st.st_ino,
+            "blocking": os.get_blocking(fd), "cloexec": not os.get_inheritable(fd)}
+    if stat.S_ISSOCK(st.st_mode):
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            name = s.getsockname()
+            info.update(
+                family=s.family.name if hasattr(s.family, "name") else int(s.family),
+                type=s.type.name if hasattr(s.type, "name") else int(s.type),
+                listening=bool(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)),
+                name=name.decode("latin-1") if isinstance(name, bytes) else name,
+                passcred=s.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED),
+                passsec=s.getsockopt(socket.SOL_SOCKET, socket.SO_PASSSEC),
+            )
+        finally:
+            s.close()
+    else:
+        try:
+            info["target"] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return info
+
+
+def main():
+    report = {
+        "pid": os.getpid(),
+        "argv": sys.argv[1:],
+        "resuid": list(os.getresuid()),
+        "resgid": list(os.getresgid()),
+        "groups": sorted(os.getgroups()),
+        "env": {k: os.environ[k] for k in KEYS if k in os.environ},
+        "fds": {str(fd): d for fd in range(64) if (d := describe(fd)) is not None},
+    }
+    out = os.environ.get("PROBE_OUT")
+    text = json.dumps(report)
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text + "\n")
+
+
+main()
