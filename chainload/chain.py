@@ -74,6 +74,7 @@ def preload(argv):
     work when the new user cannot read the Python installation. Any bare
     builtin name among ARGV counts (an over-estimate is harmless).
     """
+    import signal  # noqa: F401  (execute() needs it)
     import warnings  # noqa: F401  (os.execvpe imports it)
 
     for word in argv:
@@ -83,9 +84,21 @@ def preload(argv):
                 module.preload()
 
 
+def _python_signals(ignored):
+    """Python ignores SIGPIPE and SIGXFSZ at start-up, and ignored signals
+    survive exec: reset them to their defaults for the next program, as a C
+    chain loader would leave them (and ignore them again if exec fails)."""
+    import signal
+
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN if ignored else signal.SIG_DFL)
+
+
 def execute(argv, env):
     """Replace this process with ARGV; only returns by raising Fail."""
     name = argv[0]
+    _python_signals(ignored=False)
     try:
         if not name:
             raise FileNotFoundError(2, "No such file or directory")
@@ -98,6 +111,8 @@ def execute(argv, env):
         status = (core.EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR)
                   else core.EXIT_CANNOT_EXECUTE)
         raise core.Fail(status, f"{name}: {os.strerror(e.errno)}") from None
+    finally:  # only reached when exec failed
+        _python_signals(ignored=True)
 
 
 class Chain:
