@@ -159,11 +159,36 @@ def personality(argv0):
     return name if is_builtin(name) else None
 
 
+def _undo_locale_coercion(env):
+    """Give the next program the LC_CTYPE this process was started with.
+
+    In a C or POSIX locale CPython sets LC_CTYPE=C.UTF-8 (PEP 538) in its
+    own environment before any of our code runs; a C chain loader passes
+    the environment on as it got it. /proc/self/environ still holds the
+    environment as exec'd, so take LC_CTYPE from there (first one wins, as
+    for getenv).
+    """
+    if env.get("LC_CTYPE") not in ("C.UTF-8", "C.utf8", "UTF-8"):
+        return
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            items = f.read().split(b"\0")
+    except OSError:
+        return
+    for item in items:
+        if item.startswith(b"LC_CTYPE="):
+            env["LC_CTYPE"] = os.fsdecode(item[len(b"LC_CTYPE="):])
+            return
+    del env["LC_CTYPE"]
+
+
 def main(argv=None):
     """Entry point of every installed name; returns the exit status."""
-    argv = list(sys.argv if argv is None else argv)
     state = Chain()
     env = dict(os.environ)
+    if argv is None:  # a real start-up, not a call from a test
+        _undo_locale_coercion(env)
+    argv = list(sys.argv if argv is None else argv)
     try:
         name = personality(argv[0]) if argv else None
         if name is None:

@@ -48,18 +48,24 @@ def _world_executable(path):
     return True
 
 
+def _public_dir(prefix, mode):
+    """A fresh directory directly under /tmp: pytest's own basetemp
+    (/tmp/pytest-of-root) is mode 0700, so nobody could not reach it."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(d, mode)
+    return d
+
+
 @pytest.fixture(scope="session")
-def probe_dir(tmp_path_factory):
+def probe_dir():
     """A world-readable copy of probe.py (the checkout may sit in a 0700 dir)."""
-    d = tmp_path_factory.mktemp("probe")
-    os.chmod(d, 0o755)
+    d = _public_dir("chainload-probe-", 0o755)
     shutil.copy(HERE / "probe.py", d / "probe.py")
     os.chmod(d / "probe.py", 0o644)
-    for parent in Path(d).parents:
-        if not os.stat(parent).st_mode & stat.S_IXOTH:
-            os.chmod(d, 0o755)  # best effort; the pytest basetemp is normally /tmp
-            break
-    return d
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +76,11 @@ def probe(probe_dir):
 
 
 @pytest.fixture
-def world_tmp(tmp_path):
-    """A temporary directory that every user can enter and write (sticky)."""
-    os.chmod(tmp_path, 0o1777)
-    return tmp_path
+def world_tmp():
+    """A sticky, world-writable temporary directory every user can reach."""
+    d = _public_dir("chainload-", 0o1777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 class Result:
