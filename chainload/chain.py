@@ -206,8 +206,17 @@ def main(argv=None):
     return core.EXIT_SYSTEM  # not reached: execute() either execs or raises
 
 
+def _one_line(text):
+    """TEXT with control and unprintable characters escaped: a message
+    quotes user input (paths, names, numbers), and must stay one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def _fatal(state, status, message):
-    text = f"{state.prog}: FATAL: {message}\n"
+    text = f"{_one_line(state.prog)}: FATAL: {_one_line(message)}\n"
     if status == core.EXIT_USAGE and state.usage:
         text += core.synopsis(state.usage) + "\n"
     try:

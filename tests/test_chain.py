@@ -382,3 +382,18 @@ def test_environment_keeps_a_c_locale():
     env = {"PATH": "/usr/bin:/bin", "LC_CTYPE": "C"}
     result = go(["chainload", "fdmove", "-c", "5", "1", "/usr/bin/env"], env=env)
     assert dict(ln.split("=", 1) for ln in result.stdout.splitlines()) == env
+
+
+@pytest.mark.parametrize("argv", [
+    ["fdmove", "1\n2", "3", "true"],
+    ["setuidgid", "no\nsuch\tuser", "true"],
+    ["chainload", "bad\rcommand"],
+    ["local-seqpacket-socket-listen", "--fd-name", "a\nb", "--systemd-compatibility", "p", "true"],
+])
+def test_messages_quoting_input_stay_one_line(argv):
+    result = run(argv)
+    assert result.returncode in (100, 111)
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{argv[0]}: FATAL: ")
+    assert "\\n" in first or "\\t" in first or "\\r" in first
+    assert result.stderr.count("FATAL") == 1
