@@ -23,16 +23,13 @@ Options:
   -g, --gid N                Group of the socket file (a group id).
   --user NAME                Owner by user name (--uid wins).
   --group NAME               Group by group name (--gid wins).
-  -m, --mode N               Permissions of the socket file, set as it is
-                             created (for octal use a leading 0: 0660).
+  -m, --mode N               Socket file mode, set at creation (octal: 0660).
   -b, --backlog N            listen(2) backlog (default SOMAXCONN).
   --pass-credentials         Set SO_PASSCRED on the socket.
   --pass-security            Set SO_PASSSEC on the socket.
   --upstart-compatibility    Set UPSTART_FDS=3+n and UPSTART_EVENTS=socket.
-  --systemd-compatibility    Count inherited LISTEN_FDS, and set LISTEN_FDS,
-                             LISTEN_PID, LISTEN_PIDFDID and LISTEN_FDNAMES.
-  --fd-name NAME             The socket's name in LISTEN_FDNAMES (needs
-                             --systemd-compatibility).
+  --systemd-compatibility    Count inherited LISTEN_FDS; set the LISTEN_* vars.
+  --fd-name NAME             Name in LISTEN_FDNAMES (--systemd-compatibility).
   -h, --help                 Show this help and exit.
 """
 
@@ -120,12 +117,16 @@ def run(args, env):
     # 2. The socket, its options, and the bind.
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        if args["--pass-credentials"]:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        if args["--pass-security"]:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSSEC, 1)
     except OSError as e:
         raise core.system_error(path, e) from None
+    for flag, option in (("--pass-credentials", socket.SO_PASSCRED),
+                         ("--pass-security", socket.SO_PASSSEC)):
+        if args[flag]:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, 1)
+            except OSError as e:
+                sock.close()
+                raise core.system_error(f"{path}: {flag}", e) from None
 
     # The node is created with the final mode: umask ~mode around bind means
     # it never exists with wider permissions, and no chmod by name follows.
@@ -137,31 +138,55 @@ def run(args, env):
             os.umask(old_umask)
 
     # 3. From here on a failure removes the socket file this run made.
-    handle = None
+    made = None  # (st_dev, st_ino) of that file
     try:
         if not abstract:
-            handle = _own_node(path)
-            node = f"/proc/self/fd/{handle}"  # this very inode, not a name
-            if uid != -1 or gid != -1:
-                os.chown(node, uid, gid)
-            if mode is not None and mode & 0o7000:
-                os.chmod(node, mode)  # the umask cannot give special bits
+            made = _set_owner_and_mode(path, uid, gid, mode)
         # Owner and mode are right before listen(): until then every
         # connect() is refused.
         sock.listen(backlog)
         listen.pass_listener(sock.detach(), env, systemd=args["--systemd-compatibility"],
                              upstart=args["--upstart-compatibility"], fd_name=fd_name)
     except (OSError, core.Fail) as e:
-        if handle is not None:
-            _remove_if_ours(path, handle)
+        if made is not None:
+            _remove_if_ours(path, made)
         sock.close()
         if isinstance(e, core.Fail):
             raise
         raise core.system_error(path, e) from None
-    finally:
-        if handle is not None:
-            os.close(handle)
+    if made is not None:
+        # The chain runs on in this process. If it ends without exec'ing
+        # (a later link fails, or the next program cannot be run), the
+        # interpreter exits normally and this removes our socket file; a
+        # successful exec never runs it.
+        import atexit
+
+        atexit.register(_remove_if_ours, path, made)
     return args["<next-prog>"]
+
+
+def _set_owner_and_mode(path, uid, gid, mode):
+    """Apply owner and mode to the socket file just bound; return its identity.
+
+    The O_PATH handle is closed again before the socket is moved to 3+n, so
+    it can never sit on (and be clobbered by) the target descriptor.
+    """
+    handle = _own_node(path)
+    try:
+        st = os.fstat(handle)
+        made = (st.st_dev, st.st_ino)
+        node = f"/proc/self/fd/{handle}"  # this very inode, not a name
+        try:
+            if uid != -1 or gid != -1:
+                os.chown(node, uid, gid)
+            if mode is not None and mode & 0o7000:
+                os.chmod(node, mode)  # the umask cannot give special bits
+        except OSError:
+            _remove_if_ours(path, made)
+            raise
+    finally:
+        os.close(handle)
+    return made
 
 
 def _bind(sock, address, path, abstract):
@@ -201,11 +226,11 @@ def _own_node(path):
     return handle
 
 
-def _remove_if_ours(path, handle):
-    """Unlink PATH only if it is still the node HANDLE refers to."""
+def _remove_if_ours(path, made):
+    """Unlink PATH only if it is still the file MADE = (st_dev, st_ino)."""
     try:
-        mine, now = os.fstat(handle), os.lstat(path)
-        if (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino):
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == made:
             os.unlink(path)
     except OSError:
         pass
