@@ -47,6 +47,26 @@ def system_error(what, err):
     return Fail(EXIT_SYSTEM, f"{what}: {text}")
 
 
+def user_entry(name):
+    """The password-database entry of account NAME (111 if there is none)."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        raise Fail(EXIT_SYSTEM, f"{name}: No such user.") from None
+
+
+def group_id(name):
+    """The gid of group NAME (111 if there is none)."""
+    import grp
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except (KeyError, ValueError):
+        raise Fail(EXIT_SYSTEM, f"{name}: No such group.") from None
+
+
 _DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
 
 

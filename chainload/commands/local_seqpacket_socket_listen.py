@@ -47,26 +47,13 @@ def preload():
 
 def _owner(args):
     """(uid, gid) for chown, -1 meaning unchanged; names resolved now."""
-    uid = gid = -1
-    if args["--uid"] is not None:
-        uid = core.parse_number(args["--uid"], "--uid", core.ID_MAX)
-    elif args["--user"] is not None:
-        import pwd
+    def pick(number, name, lookup):
+        if args[number] is not None:
+            return core.parse_number(args[number], number, core.ID_MAX)
+        return lookup(args[name]) if args[name] is not None else -1
 
-        try:
-            uid = pwd.getpwnam(args["--user"]).pw_uid
-        except (KeyError, ValueError):
-            raise core.Fail(core.EXIT_SYSTEM, f"{args['--user']}: No such user.") from None
-    if args["--gid"] is not None:
-        gid = core.parse_number(args["--gid"], "--gid", core.ID_MAX)
-    elif args["--group"] is not None:
-        import grp
-
-        try:
-            gid = grp.getgrnam(args["--group"]).gr_gid
-        except (KeyError, ValueError):
-            raise core.Fail(core.EXIT_SYSTEM, f"{args['--group']}: No such group.") from None
-    return uid, gid
+    return (pick("--uid", "--user", lambda user: core.user_entry(user).pw_uid),
+            pick("--gid", "--group", core.group_id))
 
 
 def _address(path):

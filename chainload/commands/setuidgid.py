@@ -14,33 +14,20 @@ effective and saved user id, check that all of them took, and chain to
 next-prog. The environment is left as it is. Needs superuser privileges.
 
 Options:
-  -s, --supplementary        Take the supplementary groups from the group
-                             database (initgroups); without it they become
-                             just the primary group.
-  -g, --primary-group GROUP  Use GROUP (a name) as the primary group
-                             instead of the account's own.
+  -s, --supplementary        Add the groups the account is in (initgroups).
+  -g, --primary-group GROUP  Primary group GROUP (a name), not the account's.
   -h, --help                 Show this help and exit.
 """
 
 
 def run(args, env):
-    import grp
-    import pwd
-
     from chainload.chain import preload
 
     account = args["<account>"]
-    try:
-        entry = pwd.getpwnam(account)
-    except (KeyError, ValueError):
-        raise core.Fail(core.EXIT_SYSTEM, f"{account}: No such user.") from None
+    entry = core.user_entry(account)
     uid, gid = entry.pw_uid, entry.pw_gid
-    group = args["--primary-group"]
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except (KeyError, ValueError):
-            raise core.Fail(core.EXIT_SYSTEM, f"{group}: No such group.") from None
+    if args["--primary-group"] is not None:
+        gid = core.group_id(args["--primary-group"])
 
     # The rest of the chain runs in this process as the new user, who may
     # not be able to read the Python installation: import it all now.
