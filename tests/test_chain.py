@@ -328,7 +328,8 @@ def test_version():
 
 IMPORT_CHECK = r"""
 import json, os, sys
-before = "socket" in sys.modules
+SOCKET = ("socket", "_socket")  # the listener uses the C module directly
+before = any(m in sys.modules for m in SOCKET)
 import chainload.chain
 class Exec(BaseException):
     pass
@@ -340,7 +341,7 @@ try:
     argv = None
 except Exec as e:
     status, argv = None, e.args[0]
-print(json.dumps({"before": before, "after": "socket" in sys.modules,
+print(json.dumps({"before": before, "after": any(m in sys.modules for m in SOCKET),
                   "status": status, "argv": argv}))
 """
 
@@ -397,3 +398,15 @@ def test_messages_quoting_input_stay_one_line(argv):
     assert first.startswith(f"{argv[0]}: FATAL: ")
     assert "\\n" in first or "\\t" in first or "\\r" in first
     assert result.stderr.count("FATAL") == 1
+
+
+def test_usage_sections_split_as_docopt_splits_them():
+    """core._sections is a fast stand-in for docopt's own section regex."""
+    import docopt
+
+    from chainload import chain, core
+    from chainload.commands import fdmove, local_seqpacket_socket_listen, setuidgid
+
+    for usage in (chain._umbrella_usage(), fdmove.USAGE, setuidgid.USAGE,
+                  local_seqpacket_socket_listen.USAGE):
+        assert core._sections(docopt, usage) == docopt.parse_docstring_sections(usage)

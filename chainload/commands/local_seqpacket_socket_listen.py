@@ -12,9 +12,9 @@ SUMMARY = "bind an AF_LOCAL SOCK_SEQPACKET socket to fd 3+n, then chain"
 USAGE = """Usage: local-seqpacket-socket-listen [options] [--] <path> <next-prog>...
 
 Bind an AF_LOCAL sequential-packet socket to PATH, listen on it, put it on
-file descriptor 3+n (n = listening descriptors already passed, see
---systemd-compatibility), and chain to next-prog. A PATH of @NAME is a
-Linux abstract socket. An existing socket at PATH is replaced; anything
+file descriptor 3+n, and chain to next-prog (n = listening descriptors
+already passed, counted only with the --systemd-compatibility option).
+A PATH of @NAME is a Linux abstract socket. An existing socket at PATH is replaced; anything
 else there is refused and left alone. Numbers are decimal, 0-prefixed octal
 or 0x-prefixed hexadecimal.
 
@@ -40,7 +40,7 @@ FILE_OPTIONS = ("--uid", "--gid", "--user", "--group", "--mode")
 def preload():
     import grp  # noqa: F401
     import pwd  # noqa: F401
-    import socket  # noqa: F401
+    import _socket  # noqa: F401
 
     import chainload.listen  # noqa: F401
 
@@ -76,7 +76,7 @@ def _address(path):
 
 
 def run(args, env):
-    import socket
+    import _socket as socket  # socket.py's enums, selectors, array: ~3-6 ms
 
     from chainload import listen
 
