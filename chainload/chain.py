@@ -223,6 +223,8 @@ def _fatal(state, status, message):
     text = f"{_one_line(state.prog)}: FATAL: {_one_line(message)}\n"
     if status == core.EXIT_USAGE and state.usage:
         text += core.synopsis(state.usage) + "\n"
+    if sys.stderr is None:  # started with fd 2 closed
+        return status
     try:
         sys.stderr.write(text)
         sys.stderr.flush()

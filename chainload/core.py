@@ -237,6 +237,8 @@ def synopsis(usage):
 def print_out(text):
     import sys
 
+    if sys.stdout is None:  # started with fd 1 closed: nothing to print to
+        return
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
