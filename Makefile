@@ -23,6 +23,9 @@ $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --upgrade '.[test]'
+	@# The venv's bundled setuptools adds a start-up hook (_distutils_hack)
+	@# to every interpreter start; pip builds in isolation and needs none.
+	$(BIN)/python -m pip uninstall --quiet --yes setuptools
 	touch $@
 
 # Debian tools some tests use; installed when we can (root with apt-get),
@@ -61,6 +64,7 @@ fuzz: venv
 install:
 	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)/lib/chainload
 	$(DESTDIR)$(PREFIX)/lib/chainload/bin/python -m pip install --quiet --upgrade pip .
+	$(DESTDIR)$(PREFIX)/lib/chainload/bin/python -m pip uninstall --quiet --yes setuptools
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	ln -sf ../lib/chainload/bin/chainload $(DESTDIR)$(PREFIX)/bin/chainload
 	for c in $(COMMANDS); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
