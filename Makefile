@@ -69,6 +69,7 @@ install:
 	ln -sf ../lib/chainload/bin/chainload $(DESTDIR)$(PREFIX)/bin/chainload
 	for c in $(COMMANDS); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 0644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
+	ln -sf local-seqpacket-socket-listen.1 $(DESTDIR)$(PREFIX)/share/man/man1/listen-seqpacket.1
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -672,3 +672,13 @@ def test_node_is_created_narrow_and_changed_by_handle(tmp_path, probe, mode):
     assert not any(path in ln for ln in trace[i + 1:]), trace  # nothing by name
     st = os.lstat(path)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (1, int(mode, 8))
+
+
+def test_bad_number_is_reported_before_any_name_lookup(tmp_path):
+    # Usage errors (100) come before system ones (111), whatever the order
+    # of the options: the numbers are checked before --user is looked up.
+    result = run(["local-seqpacket-socket-listen", "--user", "no-such-user-x", "--gid", "x",
+                  str(tmp_path / "s.sock"), "true"])
+    assert result.returncode == 100, result.stderr
+    assert "--gid: x: Not a number." in result.fatal_line()
+    assert not (tmp_path / "s.sock").exists()

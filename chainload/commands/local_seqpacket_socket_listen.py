@@ -14,9 +14,9 @@ USAGE = """Usage: local-seqpacket-socket-listen [options] [--] <path> <next-prog
 Bind an AF_LOCAL sequential-packet socket to PATH, listen on it, put it on
 file descriptor 3+n, and chain to next-prog (n = listening descriptors
 already passed, counted only with the --systemd-compatibility option).
-A PATH of @NAME is a Linux abstract socket. An existing socket at PATH is replaced; anything
-else there is refused and left alone. Numbers are decimal, 0-prefixed octal
-or 0x-prefixed hexadecimal.
+A PATH of @NAME is a Linux abstract socket. An existing socket at PATH is
+replaced; anything else there is refused and left alone. Numbers are
+decimal, 0-prefixed octal or 0x-prefixed hexadecimal.
 
 Options:
   -u, --uid N                Owner of the socket file (a user id).
@@ -47,13 +47,14 @@ def preload():
 
 def _owner(args):
     """(uid, gid) for chown, -1 meaning unchanged; names resolved now."""
-    def pick(number, name, lookup):
-        if args[number] is not None:
-            return core.parse_number(args[number], number, core.ID_MAX)
-        return lookup(args[name]) if args[name] is not None else -1
-
-    return (pick("--uid", "--user", lambda user: core.user_entry(user).pw_uid),
-            pick("--gid", "--group", core.group_id))
+    # Both numbers first: a usage error (100) is reported before any lookup.
+    uid, gid = (core.parse_number(args[o], o, core.ID_MAX) if args[o] is not None else None
+                for o in ("--uid", "--gid"))
+    if uid is None:
+        uid = core.user_entry(args["--user"]).pw_uid if args["--user"] is not None else -1
+    if gid is None:
+        gid = core.group_id(args["--group"]) if args["--group"] is not None else -1
+    return uid, gid
 
 
 def _address(path):
