@@ -74,7 +74,6 @@ def preload(argv):
     work when the new user cannot read the Python installation. Any bare
     builtin name among ARGV counts (an over-estimate is harmless).
     """
-    import _signal  # noqa: F401  (execute() needs it; built in, so already loaded)
     import warnings  # noqa: F401  (os.execvpe imports it)
 
     for word in argv:

@@ -132,3 +132,72 @@ def run(argv, *, env=None, pass_fds=(), cwd=None, timeout=30, user=None, out=Non
 
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+
+
+def snapshot(root, exact=False):
+    """Everything observable about the tree under ROOT, symlinks not followed:
+    type and mode, owner, size, contents or link target; with EXACT also the
+    inode and times, so that "created, then removed again" shows too."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            size = None if stat.S_ISDIR(st.st_mode) else st.st_size  # dirs: fs-specific
+            entry = [stat.filemode(st.st_mode), st.st_uid, st.st_gid, size]
+            if exact:
+                entry += [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+            if stat.S_ISLNK(st.st_mode):
+                entry.append(os.readlink(p))
+            elif stat.S_ISREG(st.st_mode):
+                entry.append(Path(p).read_bytes())
+            out[os.path.normpath(os.path.relpath(p, root))] = entry
+    return out
+
+
+def main_as_user(argv, user, cwd=None):
+    """Fork; in the child drop to USER and run chainload.chain.main(ARGV).
+
+    Returns (exit status, stdout, stderr). The child is a copy of this
+    interpreter with every command imported already, so it needs no file
+    that USER cannot read (this Python may live under a 0700 /root).
+    """
+    import io
+
+    import docopt  # noqa: F401  (parsing happens after the drop)
+
+    import chainload.chain
+
+    chainload.chain.preload([*argv, *chainload.chain.COMMANDS])
+    pw = pwd.getpwnam(user)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 99
+        try:
+            os.close(out_r)
+            os.close(err_r)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            if cwd is not None:
+                os.chdir(cwd)
+            os.setgroups([pw.pw_gid])
+            os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+            sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                          write_through=True)
+            sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                          errors="backslashreplace", write_through=True)
+            status = chainload.chain.main(argv)
+        finally:
+            os._exit(status)
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r, "rb") as f:
+        out = f.read()
+    with os.fdopen(err_r, "rb") as f:
+        err = f.read()
+    _, wstatus = os.waitpid(pid, 0)
+    return (os.waitstatus_to_exitcode(wstatus), out.decode("utf-8", "backslashreplace"),
+            err.decode("utf-8", "backslashreplace"))

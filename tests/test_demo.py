@@ -1,5 +1,6 @@
 """The demo (examples/demo.py, `make demo`) and the example echo daemon."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -63,8 +64,10 @@ def test_server_refuses_a_bad_option_with_100():
     assert proc.stderr.startswith("echo_server: FATAL: ")
 
 
+@contextlib.contextmanager
 def _chain(tmp_path, *extra, server_args=()):
-    """Start listen-seqpacket ... echo_server.py; return (process, socket path)."""
+    """Run listen-seqpacket ... echo_server.py; yield (process, socket path).
+    The daemon is killed on the way out if a test left it running."""
     path = tmp_path / "echo.sock"
     proc = subprocess.Popen(
         [command("chainload"), "listen-seqpacket", "--systemd-compatibility", *extra,
@@ -84,7 +87,12 @@ def _chain(tmp_path, *extra, server_args=()):
             assert time.monotonic() < deadline, "listener never came up"
             time.sleep(0.02)
     # That probe connection counts as one of --max-connections.
-    return proc, path
+    try:
+        yield proc, path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _talk(path, messages):
@@ -98,15 +106,10 @@ def _talk(path, messages):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_server_stops_cleanly_on_signal(tmp_path, sig):
-    proc, path = _chain(tmp_path)
-    try:
+    with _chain(tmp_path) as (proc, path):
         assert _talk(path, [b"a", b"bc"]) == [b"echo: a", b"echo: bc"]
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert f"{sig.name}: exiting" in err
     assert "FATAL" not in err and "Traceback" not in err
@@ -115,21 +118,15 @@ def test_server_stops_cleanly_on_signal(tmp_path, sig):
 def test_empty_message_is_echoed_when_credentials_are_passed(tmp_path):
     # With SO_PASSCRED every message carries credentials and EOF does not,
     # so an empty message is told apart from the end of the connection.
-    proc, path = _chain(tmp_path, "--pass-credentials", server_args=["--max-connections", "2"])
-    try:
+    with _chain(tmp_path, "--pass-credentials", server_args=["--max-connections", "2"]) as (proc, path):
         assert _talk(path, [b"x", b"", b"y"]) == [b"echo: x", b"echo: ", b"echo: y"]
         _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "connection 2 closed after 3 replies" in err
 
 
 def test_empty_message_ends_the_connection_without_credentials(tmp_path):
-    proc, path = _chain(tmp_path, server_args=["--max-connections", "2"])
-    try:
+    with _chain(tmp_path, server_args=["--max-connections", "2"]) as (proc, path):
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
             client.settimeout(10)
             client.connect(str(path))
@@ -138,24 +135,15 @@ def test_empty_message_ends_the_connection_without_credentials(tmp_path):
             assert client.recv(100) == b"echo: x"
             assert client.recv(100) == b""  # the daemon closed its end
         _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "connection 2 closed after 1 replies" in err
 
 
 def test_server_selects_its_socket_by_name(tmp_path):
-    proc, path = _chain(tmp_path, "--fd-name", "echo",
-                        server_args=["--fd-name", "echo", "--max-connections", "2"])
-    try:
+    with _chain(tmp_path, "--fd-name", "echo",
+                        server_args=["--fd-name", "echo", "--max-connections", "2"]) as (proc, path):
         assert _talk(path, [b"named"]) == [b"echo: named"]
         _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
 
 

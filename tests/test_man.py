@@ -20,7 +20,7 @@ import pytest
 
 from chainload import chain, core
 
-from conftest import BIN, command
+from conftest import command
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN = ROOT / "man"

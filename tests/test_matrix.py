@@ -23,18 +23,14 @@ drops to nobody in the child and calls chainload.chain.main() in-process,
 because nobody cannot run the venv's interpreter under /root.
 """
 
-import io
 import os
-import pwd
 import socket
-import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 
 import pytest
 
-from conftest import command, root_only
+from conftest import command, main_as_user, root_only, snapshot
 
 L = "local-seqpacket-socket-listen"
 LS = "listen-seqpacket"
@@ -255,26 +251,6 @@ def test_rows_are_unique():
 
 # --- running a row ----------------------------------------------------------------------
 
-def snapshot(top):
-    """{relative path: (type, mode, uid, gid, contents or link target)}."""
-    def entry(path):
-        st = os.lstat(path)
-        data = None
-        if stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as f:
-                data = f.read()
-        elif stat.S_ISLNK(st.st_mode):
-            data = os.readlink(path)
-        return (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, data)
-
-    result = {".": entry(top)}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            result[os.path.relpath(path, top)] = entry(path)
-    return result
-
-
 def run_installed(argv, cwd, close=None):
     """Run the installed command; CLOSE (1 or 2) starts it with that fd closed."""
     preexec = (lambda: os.close(close)) if close is not None else None
@@ -282,48 +258,6 @@ def run_installed(argv, cwd, close=None):
                           stdin=subprocess.DEVNULL, timeout=30, preexec_fn=preexec)
     return (proc.returncode, proc.stdout.decode("utf-8", "backslashreplace"),
             proc.stderr.decode("utf-8", "backslashreplace"))
-
-
-def run_as_user(argv, cwd, user):
-    """main(ARGV) in a forked child that first drops to USER."""
-    import chainload.chain
-
-    chainload.chain.preload(argv)  # nobody cannot read the venv: import now
-    for name in chainload.chain.COMMANDS:
-        chainload.chain.preload([name])
-    import docopt  # noqa: F401
-
-    pw = pwd.getpwnam(user)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 99
-        try:
-            os.close(out_r)
-            os.close(err_r)
-            os.chdir(cwd)
-            os.setgroups([pw.pw_gid])
-            os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
-            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
-            sys.stdout = io.TextIOWrapper(io.FileIO(out_w, "w"), encoding="utf-8",
-                                          write_through=True)
-            sys.stderr = io.TextIOWrapper(io.FileIO(err_w, "w"), encoding="utf-8",
-                                          errors="backslashreplace", write_through=True)
-            status = chainload.chain.main(argv)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(status)
-    os.close(out_w)
-    os.close(err_w)
-    with os.fdopen(out_r, "rb") as f:
-        out = f.read()
-    with os.fdopen(err_r, "rb") as f:
-        err = f.read()
-    _, wstatus = os.waitpid(pid, 0)
-    return (os.waitstatus_to_exitcode(wstatus), out.decode("utf-8", "backslashreplace"),
-            err.decode("utf-8", "backslashreplace"))
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
@@ -337,7 +271,7 @@ def test_refusal(row, tmp_path):
         if row.user is not None:
             if os.geteuid() != 0:
                 pytest.skip("needs root to drop to another user")
-            status, out, err = run_as_user(row.argv, str(workdir), row.user)
+            status, out, err = main_as_user(row.argv, row.user, cwd=str(workdir))
         else:
             status, out, err = run_installed(row.argv, str(workdir))
     finally:
@@ -366,7 +300,7 @@ def test_refusal(row, tmp_path):
 @root_only
 def test_setuidgid_as_non_root_really_was_non_root(tmp_path):
     """The non-root row's failure is the drop itself, not a lookup."""
-    status, _, err = run_as_user(["setuidgid", "nobody", "true"], str(tmp_path), "nobody")
+    status, _, err = main_as_user(["setuidgid", "nobody", "true"], "nobody", cwd=str(tmp_path))
     assert status == 111 and "setuidgid: FATAL: nobody: Operation not permitted" in err, err
 
 

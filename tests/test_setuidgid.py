@@ -11,13 +11,11 @@ import pwd
 import shutil
 import stat
 import subprocess
-import sys
 import uuid
 
 import pytest
 
-import chainload.chain
-from conftest import command, root_only, run
+from conftest import command, main_as_user, root_only, run
 
 pytestmark = root_only
 
@@ -156,47 +154,16 @@ def test_environment_is_left_alone():
 
 # --- as a user that cannot change ids ----------------------------------------
 
-def as_user_in_process(user, argv):
-    """Fork; in the child drop to USER and run chainload.chain.main(ARGV).
-
-    Returns (exit status, stderr). The child is a copy of this interpreter
-    with everything imported already, so it needs no file nobody cannot read.
-    """
-    chainload.chain.preload(argv)
-    import docopt  # noqa: F401  (parsing happens after the drop)
-
-    pw = pwd.getpwnam(user)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 99
-        try:
-            os.close(r)
-            os.dup2(w, 2)
-            sys.stderr = open(2, "w", closefd=False)
-            os.setgroups([pw.pw_gid])
-            os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
-            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
-            status = chainload.chain.main(argv)
-        finally:
-            os._exit(status)
-    os.close(w)
-    with open(r) as f:
-        err = f.read()
-    _, wstatus = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wstatus), err
-
-
 def test_not_permitted_as_non_root(world_tmp):
     marker = world_tmp / "ran"
-    status, err = as_user_in_process(
-        "nobody", ["setuidgid", "nobody", "/bin/sh", "-c", f"touch {marker}"])
+    status, _, err = main_as_user(["setuidgid", "nobody", "/bin/sh", "-c", f"touch {marker}"],
+                                  "nobody")
     assert status == 111, err
     assert err == "setuidgid: FATAL: nobody: Operation not permitted\n"
     assert not marker.exists()
     # The control: the same next program does run when nothing is refused.
-    status, err = as_user_in_process(
-        "nobody", ["fdmove", "-c", "5", "1", "/bin/sh", "-c", f"touch {marker}"])
+    status, _, err = main_as_user(["fdmove", "-c", "5", "1", "/bin/sh", "-c", f"touch {marker}"],
+                                  "nobody")
     assert status == 0, err
     assert marker.exists()
 
