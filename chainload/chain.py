@@ -89,9 +89,8 @@ def _python_signals(ignored):
     chain loader would leave them (and ignore them again if exec fails)."""
     import _signal as signal  # built in and already loaded; signal.py costs ~1.5 ms
 
-    for name in ("SIGPIPE", "SIGXFSZ"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN if ignored else signal.SIG_DFL)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
 
 
 def execute(argv, env):

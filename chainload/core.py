@@ -132,12 +132,11 @@ def _compile(usage):
         # A one-line usage ending in <next-prog>...: _match gives docopt only
         # the words up to the first of next-prog (the rest is next-prog
         # anyway), so a link costs the same however long the chain after it.
-        tail = None
+        operands = None  # how many operands come before <next-prog>
         body = sections.usage_body.strip()
         if "\n" not in body and body.endswith("<next-prog>..."):
-            names = {a.name for a in pattern.flat(d.Argument)}
-            tail = ("<next-prog>", len(names) - 1)
-        cached = _patterns[usage] = (pattern if early else pattern.fix(), options, tail)
+            operands = len({a.name for a in pattern.flat(d.Argument)}) - 1
+        cached = _patterns[usage] = (pattern if early else pattern.fix(), options, operands)
     return cached
 
 
@@ -163,14 +162,14 @@ def _match(usage, argv):
     """Return (parsed dict or None, one-line complaint or None)."""
     import docopt as d
 
-    pattern, options, tail = _compile(usage)
+    pattern, options, operands = _compile(usage)
     tokens = d.parse_argv(d.Tokens(argv), list(options), True)
     rest = None
-    if tail is not None:
+    if operands is not None:
         # options_first: every word from the first operand on is an Argument.
         first = next((i for i, t in enumerate(tokens) if type(t) is d.Argument), len(tokens))
         if first < len(tokens):
-            keep = first + (tokens[first].value == "--") + tail[1] + 1
+            keep = first + (tokens[first].value == "--") + operands + 1
             if len(tokens) > keep:
                 rest = [t.value for t in tokens[keep - 1:]]
                 tokens = tokens[:keep]
@@ -185,7 +184,7 @@ def _match(usage, argv):
     if matched and not left:
         args = dict((a.name, a.value) for a in pattern.flat() + collected)
         if rest is not None:
-            args[tail[0]] = rest
+            args["<next-prog>"] = rest
         return args, None
     if matched:
         return None, f"{left[0].name if isinstance(left[0], d.Option) else left[0].value}: " \

@@ -129,7 +129,13 @@ def run(args, env):
     made = None  # (st_dev, st_ino) of that file
     try:
         if not abstract:
-            made = _set_owner_and_mode(path, uid, gid, mode)
+            handle, made = _own_node(path)
+            try:
+                _set_owner_and_mode(handle, uid, gid, mode)
+            finally:
+                # Closed before the socket moves to 3+n, so the handle can
+                # never sit on (and be clobbered by) that descriptor.
+                os.close(handle)
         # Owner and mode are right before listen(): until then every
         # connect() is refused.
         sock.listen(backlog)
@@ -153,28 +159,13 @@ def run(args, env):
     return args["<next-prog>"]
 
 
-def _set_owner_and_mode(path, uid, gid, mode):
-    """Apply owner and mode to the socket file just bound; return its identity.
-
-    The O_PATH handle is closed again before the socket is moved to 3+n, so
-    it can never sit on (and be clobbered by) the target descriptor.
-    """
-    handle = _own_node(path)
-    try:
-        st = os.fstat(handle)
-        made = (st.st_dev, st.st_ino)
-        node = f"/proc/self/fd/{handle}"  # this very inode, not a name
-        try:
-            if uid != -1 or gid != -1:
-                os.chown(node, uid, gid)
-            if mode is not None and mode & 0o7000:
-                os.chmod(node, mode)  # the umask cannot give special bits
-        except OSError:
-            _remove_if_ours(path, made)
-            raise
-    finally:
-        os.close(handle)
-    return made
+def _set_owner_and_mode(handle, uid, gid, mode):
+    """Change the owner and special mode bits of the file HANDLE is on."""
+    node = f"/proc/self/fd/{handle}"  # this very inode, not a name
+    if uid != -1 or gid != -1:
+        os.chown(node, uid, gid)
+    if mode is not None and mode & 0o7000:
+        os.chmod(node, mode)  # the umask cannot give special bits
 
 
 def _bind(sock, address, path, abstract):
@@ -200,7 +191,8 @@ def _bind(sock, address, path, abstract):
 
 
 def _own_node(path):
-    """An O_PATH handle on the socket file this run just bound.
+    """An O_PATH handle on the socket file this run just bound, and that
+    file's identity (st_dev, st_ino).
 
     Opened without following a symlink, and checked to be a socket owned by
     us: if anybody swapped PATH since bind(), we stop rather than change the
@@ -211,7 +203,7 @@ def _own_node(path):
     if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
         os.close(handle)
         raise core.Fail(core.EXIT_SYSTEM, f"{path}: Replaced by something else after bind.")
-    return handle
+    return handle, (st.st_dev, st.st_ino)
 
 
 def _remove_if_ours(path, made):
