@@ -198,12 +198,16 @@ def main(argv=None):
         else:
             run_chain([name, *argv[1:]], env, state)
     except core.Done:
+        core.abort()
         return 0
     except core.Fail as e:
+        core.abort()
         return _fatal(state, e.status, e.message)
     except KeyboardInterrupt:
+        core.abort()
         return _fatal(state, core.EXIT_SYSTEM, "Interrupted.")
     except Exception as e:  # never a traceback: a bug still gets one line
+        core.abort()
         return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}: {e}")
     return core.EXIT_SYSTEM  # not reached: execute() either execs or raises
 

@@ -22,6 +22,43 @@ INT_MAX = 2**31 - 1
 ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown(2), so it is not an id
 
 
+# --- bytes -----------------------------------------------------------------------
+# Every argument, environment entry and path crosses the OS boundary through
+# this one codec, never the locale's: decode() then encode() gives back
+# exactly the bytes the chain was given, in every locale.
+
+def encode(text):
+    """TEXT (from argv, the environment or a file) as the original bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode(raw):
+    """Bytes from the OS as text that encode() turns back into RAW."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+# --- undoing what this run made -----------------------------------------------------
+
+_undo = []
+
+
+def on_abort(function, *args):
+    """Call FUNCTION(*ARGS) if the chain ends without exec'ing its program:
+    a usage or system error in a later link, a failed exec, an internal
+    error, or SIGINT/SIGTERM/SIGHUP. Most recent first; never on success."""
+    _undo.append((function, args))
+
+
+def abort():
+    """Run (once) everything on_abort() registered."""
+    while _undo:
+        function, args = _undo.pop()
+        try:
+            function(*args)
+        except Exception:
+            pass
+
+
 class Fail(Exception):
     """Stop the chain: the driver prints "PROG: FATAL: message" and exits."""
 

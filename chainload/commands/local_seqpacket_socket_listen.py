@@ -61,7 +61,7 @@ def _address(path):
     """The bind address of PATH: bytes, abstract if PATH starts with @."""
     if not path:
         raise core.usage_error("Empty socket path.")
-    encoded = os.fsencode(path)
+    encoded = core.encode(path)
     if path.startswith("@"):
         if len(encoded) < 2:
             raise core.usage_error("@: Empty abstract socket name.")
@@ -150,12 +150,9 @@ def run(args, env):
         raise core.system_error(path, e) from None
     if made is not None:
         # The chain runs on in this process. If it ends without exec'ing
-        # (a later link fails, or the next program cannot be run), the
-        # interpreter exits normally and this removes our socket file; a
-        # successful exec never runs it.
-        import atexit
-
-        atexit.register(_remove_if_ours, path, made)
+        # (a later link fails, the next program cannot be run, a signal),
+        # the driver removes our socket file; a successful exec never does.
+        core.on_abort(_remove_if_ours, path, made)
     return args["<next-prog>"]
 
 
@@ -178,12 +175,12 @@ def _bind(sock, address, path, abstract):
             sock.close()
             raise core.system_error(path, e) from None
     try:
-        st = os.lstat(path)
+        st = os.lstat(core.encode(path))
         if not stat.S_ISSOCK(st.st_mode):
             sock.close()
             raise core.Fail(core.EXIT_SYSTEM,
                             f"{path}: Exists and is not a socket; not removing it.")
-        os.unlink(path)
+        os.unlink(core.encode(path))
         sock.bind(address)
     except OSError as e:
         sock.close()
@@ -198,7 +195,7 @@ def _own_node(path):
     us: if anybody swapped PATH since bind(), we stop rather than change the
     owner or mode of whatever is there now.
     """
-    handle = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    handle = os.open(core.encode(path), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     st = os.fstat(handle)
     if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
         os.close(handle)
@@ -209,8 +206,8 @@ def _own_node(path):
 def _remove_if_ours(path, made):
     """Unlink PATH only if it is still the file MADE = (st_dev, st_ino)."""
     try:
-        now = os.lstat(path)
+        now = os.lstat(core.encode(path))
         if (now.st_dev, now.st_ino) == made:
-            os.unlink(path)
+            os.unlink(core.encode(path))
     except OSError:
         pass
