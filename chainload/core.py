@@ -59,6 +59,23 @@ def abort():
             pass
 
 
+class signals_deferred:
+    """A block during which SIGINT, SIGTERM and SIGHUP wait (blocked) and are
+    handled on leaving it: for making something and registering it with
+    on_abort() as one step."""
+
+    def __enter__(self):
+        import _signal as signal
+
+        self.old = signal.pthread_sigmask(
+            signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+    def __exit__(self, *exc):
+        import _signal as signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+
 class Fail(Exception):
     """Stop the chain: the driver prints "PROG: FATAL: message" and exits."""
 

@@ -118,18 +118,32 @@ def run(args, env):
 
     # The node is created with the final mode: umask ~mode around bind means
     # it never exists with wider permissions, and no chmod by name follows.
-    old_umask = os.umask(0o777 & ~mode) if mode is not None else None
-    try:
-        _bind(sock, address, path, abstract)
-    finally:
-        if old_umask is not None:
-            os.umask(old_umask)
+    made = handle = None  # made: (st_dev, st_ino) of the socket file this run made
+    # Until that file is registered for removal, a signal must wait: else
+    # SIGINT just after bind() would leave it behind.
+    with core.signals_deferred():
+        old_umask = os.umask(0o777 & ~mode) if mode is not None else None
+        try:
+            _bind(sock, address, path, abstract)
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if not abstract:
+            try:
+                handle, made = _own_node(path)
+            except (OSError, core.Fail) as e:
+                sock.close()
+                if isinstance(e, core.Fail):
+                    raise
+                raise core.system_error(path, e) from None
+            # If the chain ends without exec'ing (this or a later link
+            # fails, the next program cannot be run, a signal), the driver
+            # removes our socket file; a successful exec never does.
+            core.on_abort(_remove_if_ours, path, made)
 
     # 3. From here on a failure removes the socket file this run made.
-    made = None  # (st_dev, st_ino) of that file
     try:
-        if not abstract:
-            handle, made = _own_node(path)
+        if handle is not None:
             try:
                 _set_owner_and_mode(handle, uid, gid, mode)
             finally:
@@ -148,11 +162,6 @@ def run(args, env):
         if isinstance(e, core.Fail):
             raise
         raise core.system_error(path, e) from None
-    if made is not None:
-        # The chain runs on in this process. If it ends without exec'ing
-        # (a later link fails, the next program cannot be run, a signal),
-        # the driver removes our socket file; a successful exec never does.
-        core.on_abort(_remove_if_ours, path, made)
     return args["<next-prog>"]
 
 
