@@ -169,9 +169,10 @@ Differences from libsystemd and python-systemd
 - Twisted takes no descriptors at all when LISTEN_FDNAMES is missing; here
   they are all "unknown".
 
-This module imports only os at import time (socket when listen_sockets()
-or sockets_by_name() is called); it does not import the chainload command
-driver. See also chainload.activation(3), sd_listen_fds(3).
+Importing this module loads only os and two small chainload modules
+(socket when listen_sockets() or sockets_by_name() is first called); not
+the chainload command driver, nor docopt. See also chainload.activation(3)
+and sd_listen_fds(3).
 """
 
 import os
