@@ -8,7 +8,8 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 COMMANDS := local-seqpacket-socket-listen listen-seqpacket fdmove setuidgid
 MANPAGES := $(wildcard man/*.1)
-SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) $(MANPAGES)
+MAN3     := $(wildcard man/*.3)
+SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) $(MANPAGES) $(MAN3)
 STAMP    := $(VENV)/.installed
 
 .PHONY: all venv test demo bench lint fuzz install clean tools
@@ -45,7 +46,7 @@ test: venv tools lint
 
 lint: tools
 	@if command -v mandoc >/dev/null 2>&1; then \
-		out=$$(mandoc -Tlint -W warning $(MANPAGES) 2>&1); \
+		out=$$(mandoc -Tlint -W warning $(MANPAGES) $(MAN3) 2>&1); \
 		if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 		echo "mandoc -Tlint: man pages clean"; \
 	else echo "lint: mandoc not installed; skipping man page lint"; fi
@@ -70,6 +71,8 @@ install:
 	for c in $(COMMANDS); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 0644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
 	ln -sf local-seqpacket-socket-listen.1 $(DESTDIR)$(PREFIX)/share/man/man1/listen-seqpacket.1
+	install -d $(DESTDIR)$(PREFIX)/share/man/man3
+	install -m 0644 $(MAN3) $(DESTDIR)$(PREFIX)/share/man/man3/
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

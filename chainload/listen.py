@@ -18,16 +18,10 @@ after making its socket.
 import os
 
 from chainload import core
+from chainload.listenfds import LISTEN_FDS_START, pidfd_id
+from chainload.listenfds import decimal as _decimal
 
-LISTEN_FDS_START = 3
 FD_NAME_MAX = 255
-
-
-def _decimal(text):
-    """A strictly decimal non-negative int, or None."""
-    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
-        return None
-    return int(text)
 
 
 def inherited_count(env):
@@ -58,27 +52,6 @@ def check_fd_name(name):
             "ASCII characters, no \":\")."
         )
     return name
-
-
-def pidfd_id():
-    """This process's pidfd inode number if the kernel has pidfs, else None.
-
-    Without pidfs every pidfd shares the one anonymous inode, which an
-    eventfd shows; only a pidfs inode identifies the process.
-    """
-    fds = []
-    try:
-        fds.append(os.pidfd_open(os.getpid()))
-        fds.append(os.eventfd(0))
-        pid, anon = os.fstat(fds[0]), os.fstat(fds[1])
-    except (OSError, AttributeError):
-        return None
-    finally:
-        for fd in fds:
-            os.close(fd)
-    if (pid.st_dev, pid.st_ino) == (anon.st_dev, anon.st_ino):
-        return None
-    return pid.st_ino
 
 
 def place(fd, target):
