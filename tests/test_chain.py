@@ -342,7 +342,7 @@ try:
 except Exec as e:
     status, argv = None, e.args[0]
 print(json.dumps({"before": before, "after": any(m in sys.modules for m in SOCKET),
-                  "status": status, "argv": argv}))
+                  "status": status, "argv": argv, "modules": sorted(sys.modules)}))
 """
 
 
