@@ -587,6 +587,10 @@ def test_fuzz_command_line(command, space):
     ["setuidgid", "no-such-user-chainload", "true"],
     ["fdmove", "1", "1", "./file"],
     ["fdmove", "1", "1", "no-such-program-chainload"],
+    ["chdir", "dir", "listen-seqpacket", "sock", "true"],
+    ["chdir", "..", "listen-seqpacket", "sock", "true"],  # the sandbox refuses: 111
+    ["envdir", "/dev", "true"],
+    ["chainload", "setsid", "softlimit", "-o", "=", "umask", "077", "true"],
 ])
 def test_harness_sees_each_outcome(argv):
     """The harness itself: exec, each status and the file checks all work."""
