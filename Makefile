@@ -7,6 +7,12 @@ BIN     := $(VENV)/bin
 PREFIX  ?= /usr/local
 DESTDIR ?=
 COMMANDS := local-seqpacket-socket-listen listen-seqpacket fdmove setuidgid
+COMMANDS += envdir setenv unsetenv umask chdir softlimit chainload-setsid
+# Names that daemontools, execline, runit or s6 install too: with NO_CLASH=1,
+# `make install` leaves them out of PREFIX/bin (they still work in a chain and
+# as `chainload NAME`); SKIP lists any names to leave out.
+CLASH    := fdmove setuidgid envdir softlimit umask
+SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)
 SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) $(MANPAGES) $(MAN3)
@@ -68,7 +74,7 @@ install:
 	$(DESTDIR)$(PREFIX)/lib/chainload/bin/python -m pip uninstall --quiet --yes setuptools
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	ln -sf ../lib/chainload/bin/chainload $(DESTDIR)$(PREFIX)/bin/chainload
-	for c in $(COMMANDS); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
+	for c in $(filter-out $(SKIP),$(COMMANDS)); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 0644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
 	ln -sf local-seqpacket-socket-listen.1 $(DESTDIR)$(PREFIX)/share/man/man1/listen-seqpacket.1
 	install -d $(DESTDIR)$(PREFIX)/share/man/man3

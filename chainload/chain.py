@@ -25,8 +25,20 @@ COMMANDS = {
     ),
     "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
     "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
+    "envdir": ("envdir", "set variables from the files of a directory, then chain"),
+    "setenv": ("setenv", "set an environment variable, then chain"),
+    "unsetenv": ("unsetenv", "remove an environment variable, then chain"),
+    "umask": ("umask", "set the file mode creation mask, then chain"),
+    "chdir": ("chdir", "change the working directory, then chain"),
+    "softlimit": ("softlimit", "set resource soft limits, then chain"),
+    "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
 }
 ALIASES = {"listen-seqpacket": "local-seqpacket-socket-listen"}
+ALIASES.update({"cd": "chdir", "setsid": "chainload-setsid"})
+# Names that work in a chain (and as "chainload NAME") but are never
+# installed as programs: util-linux has a setsid(1), and cd is a shell
+# builtin (an executable cd elsewhere on PATH would be shadowed).
+IN_CHAIN_ONLY = ("setsid", "cd")
 
 UMBRELLA = "chainload"
 

@@ -121,6 +121,14 @@ def group_id(name):
         raise Fail(EXIT_SYSTEM, f"{name}: No such group.") from None
 
 
+def variable_name(name):
+    """NAME, if it can name an environment variable: not empty, no "=" and
+    no NUL (a usage error, 100, otherwise)."""
+    if not name or "=" in name or "\0" in name:
+        raise usage_error(f"{name}: Not a valid variable name (empty, or has \"=\").")
+    return name
+
+
 _DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
 
 

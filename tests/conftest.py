@@ -64,8 +64,12 @@ def probe_dir():
     d = _public_dir("chainload-probe-", 0o755)
     shutil.copy(HERE / "probe.py", d / "probe.py")
     os.chmod(d / "probe.py", 0o644)
+    owner = os.getpid()
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    # A @pytest.mark.forked test tears down every fixture in its child,
+    # session ones too: only the process that made the copy removes it.
+    if os.getpid() == owner:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ writes one JSON object to the file named by $PROBE_OUT (or to stdout when that
 is unset): pid, argv, real/effective/saved ids, groups, the chain-related
 environment variables, and every open file descriptor below 64 with what it
 is (for sockets: family, type, listening, bound name, SO_PASSCRED,
-SO_PASSSEC, blocking). Standard library only; no site packages.
+SO_PASSSEC, blocking); its umask, working directory, resource limits,
+session and process group, and every entry of its environment as hex bytes.
+Standard library only; no site packages.
 """
 
 import json
@@ -57,6 +59,8 @@ def main():
         "env": {k: os.environ[k] for k in KEYS if k in os.environ},
         "fds": {str(fd): d for fd in range(64) if (d := describe(fd)) is not None},
     }
+    for extend in REPORTS:
+        report.update(extend())
     out = os.environ.get("PROBE_OUT")
     text = json.dumps(report)
     if out:
@@ -65,5 +69,34 @@ def main():
     else:
         sys.stdout.write(text + "\n")
 
+
+REPORTS = []  # more reports, each a function returning a dict for the JSON
+
+
+# --- process state (issue 12): umask, cwd, limits, session, raw environment ---
+
+RLIMITS = ("AS", "CORE", "CPU", "DATA", "FSIZE", "MEMLOCK", "NOFILE", "NPROC",
+           "RSS", "STACK")
+
+
+def process_state():
+    import resource
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with open("/proc/self/environ", "rb") as f:  # exactly as exec'd, bytes
+        environ = f.read()
+    return {
+        "umask": umask,
+        "cwd_hex": os.getcwdb().hex(),
+        "rlimits": {name: list(resource.getrlimit(getattr(resource, "RLIMIT_" + name)))
+                    for name in RLIMITS},  # -1 is RLIM_INFINITY
+        "sid": os.getsid(0),
+        "pgid": os.getpgrp(),
+        "environ_hex": [item.hex() for item in environ.split(b"\0") if item],
+    }
+
+
+REPORTS.append(process_state)
 
 main()

@@ -95,6 +95,9 @@ COMMAND_OPTIONS = {
     "setuidgid": options_of(setuidgid_mod.USAGE),
 }
 COMMAND_OPTIONS["listen-seqpacket"] = COMMAND_OPTIONS["local-seqpacket-socket-listen"]
+for _name in BUILTINS:  # every other command, from its own usage text
+    if _name not in COMMAND_OPTIONS:
+        COMMAND_OPTIONS[_name] = options_of(chainload.chain.load(_name).USAGE)
 
 
 def test_options_are_read_from_usage():
@@ -138,6 +141,14 @@ odd_text = st.one_of(
     st.text(max_size=8).map(lambda s: s.replace("\0", "x")),
     st.integers(-2**70, 2**70).map(str),
 )
+a_path = st.one_of(st.sampled_from(PATHS + ["/", ".", "..", "/proc", "/dev"]), odd_text)
+a_number = st.one_of(st.sampled_from(NUMBERS), odd_text)
+# The operands of the process-state commands (chdir never leaves the
+# example's directory: see child()).
+STATE_OPERANDS = {"envdir": (a_path,), "chdir": (a_path,), "cd": (a_path,),
+                  "umask": (a_number,), "setenv": (odd_text, odd_text),
+                  "unsetenv": (odd_text,), "softlimit": (), "chainload-setsid": (),
+                  "setsid": ()}
 small_fd = st.sampled_from(["0", "1", "2", "3", "4", "5", "9", "63", "64"])
 
 
@@ -162,7 +173,21 @@ def option_words(draw, options, values):
     return words
 
 
+def _not_a_small_number(text):
+    """A softlimit value that cannot starve the forked child: not a number
+    (a usage error) or at least 2**32 (above any limit it needs)."""
+    try:
+        return chainload.core.parse_number(text, "n", 2**63 - 1) >= 2**32
+    except chainload.core.Fail:
+        return True
+
+
 def values_for(command):
+    if command == "softlimit":
+        return st.one_of(st.sampled_from(["=", "==", "", "1k", "-1", "0x", "unlimited",
+                                          "9223372036854775807", "9223372036854775808",
+                                          "0x7fffffffffffffff", "99999999999"]),
+                         odd_text.filter(_not_a_small_number))
     if command in LISTENERS:
         return st.one_of(odd_text, st.sampled_from(["0", "0600", "0660", "0666", "04755",
                                                     "65534", "nobody", "nogroup", "root",
@@ -181,6 +206,8 @@ def link(draw, command, depth):
     elif command == "fdmove":
         number = st.one_of(small_fd, st.sampled_from(NUMBERS), odd_text)
         operands = [draw(number), draw(number)]
+    elif command in STATE_OPERANDS:
+        operands = [draw(kind) for kind in STATE_OPERANDS[command]]
     else:
         operands = [draw(st.one_of(st.sampled_from(["nobody", "root", "daemon",
                                                     "no-such-user-chainload"]),
@@ -268,7 +295,22 @@ def child(argv, env, workdir, result_fd, streams, capture):
     report = {}
     try:
         signal.alarm(30)
+        # A fuzzed softlimit -t may still reach a small CPU limit.
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
         os.chdir(workdir)
+        inside = os.getcwd()
+        real_chdir = os.chdir
+
+        def chdir_inside(path):
+            """chdir, but never out of the example's directory: a later
+            listener would make its socket there."""
+            here = os.getcwd()
+            real_chdir(path)
+            if not (os.getcwd() + "/").startswith(inside + "/"):
+                real_chdir(here)
+                raise PermissionError(13, "Permission denied")
+
+        os.chdir = chdir_inside
         os.umask(0o022)
         os.environ.clear()
         os.environ.update({k: (str(os.getpid()) if v == "self" else v.replace(T, workdir))
@@ -502,7 +544,7 @@ def _preimport():
 
 
 @pytest.mark.parametrize("command", ["chainload", "local-seqpacket-socket-listen",
-                                     "fdmove", "setuidgid"])
+                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit"])
 def test_fuzz_command_line(command, space):
     @FUZZ
     @given(argv=command_line(command), env=environments,
@@ -527,6 +569,10 @@ def test_fuzz_command_line(command, space):
     ["setuidgid", "no-such-user-chainload", "true"],
     ["fdmove", "1", "1", "./file"],
     ["fdmove", "1", "1", "no-such-program-chainload"],
+    ["chdir", "dir", "listen-seqpacket", "sock", "true"],
+    ["chdir", "..", "listen-seqpacket", "sock", "true"],  # the sandbox refuses: 111
+    ["envdir", "/dev", "true"],
+    ["chainload", "setsid", "softlimit", "-o", "=", "umask", "077", "true"],
 ])
 def test_harness_sees_each_outcome(argv):
     """The harness itself: exec, each status and the file checks all work."""

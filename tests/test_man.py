@@ -195,7 +195,8 @@ def test_page_installed_with_the_package(page):
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_help_gives_a_one_line_summary_of_each_option(name):
-    proc = subprocess.run([command(name), "--help"], capture_output=True, text=True,
+    argv = [command("chainload"), name] if name in chain.IN_CHAIN_ONLY else [command(name)]
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
@@ -253,6 +254,10 @@ def test_make_install(tmp_path):
     assert os.access(bin_dir / "chainload", os.X_OK)
     for name in [*chain.COMMANDS, *chain.ALIASES]:
         link = bin_dir / name
+        if name in chain.IN_CHAIN_ONLY:  # would shadow util-linux setsid, or cd
+            assert not os.path.lexists(link), link
+            assert not (prefix / "share" / "man" / "man1" / f"{name}.1").exists()
+            continue
         assert link.is_symlink(), f"{link} is not a symlink"
         assert os.readlink(link) == "chainload", os.readlink(link)
     for page in sorted(MAN.glob("*.1")):
@@ -265,6 +270,8 @@ def test_make_install(tmp_path):
         assert installed.is_file(), installed
         assert filecmp.cmp(installed, page, shallow=False), installed
     for alias, name in chain.ALIASES.items():  # `man listen-seqpacket`
+        if alias in chain.IN_CHAIN_ONLY:
+            continue
         alias_page = prefix / "share" / "man" / "man1" / f"{alias}.1"
         assert os.readlink(alias_page) == f"{name}.1"
 
@@ -281,3 +288,65 @@ def test_make_install(tmp_path):
                            str(sock)],
                           capture_output=True, text=True, timeout=60, env=clean_env)
     assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
+
+
+# --- (6) installed names never shadow a system program ----------------------------
+
+def installed_names():
+    """The console scripts of setup.cfg, and the names make install links."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    scripts = {line.split("=")[0].strip()
+               for line in cfg["options.entry_points"]["console_scripts"].splitlines()
+               if line.strip()}
+    made = subprocess.run(["make", "-s", "-C", str(ROOT), "-p", "-n", "-f", "Makefile",
+                           "clean"], capture_output=True, text=True, timeout=60).stdout
+    commands = next(line.split(":=", 1)[1].split() for line in made.splitlines()
+                    if line.startswith("COMMANDS :="))
+    return scripts, set(commands)
+
+
+def test_installed_names_are_every_command_but_the_in_chain_only_ones():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    scripts, commands = installed_names()
+    wanted = set(chain.COMMANDS) | set(chain.ALIASES) - set(chain.IN_CHAIN_ONLY)
+    assert scripts == wanted | {"chainload"}
+    assert commands == wanted
+
+
+def test_no_installed_name_or_page_is_a_coreutils_or_util_linux_one():
+    """setsid(1) is util-linux's: ours is chainload-setsid. (Names shared
+    with daemontools, execline or nosh are allowed and documented.)"""
+    names = (set(chain.COMMANDS) | set(chain.ALIASES)) - set(chain.IN_CHAIN_ONLY)
+    pages = {p.stem for p in MAN.glob("*.1")}
+    if shutil.which("dpkg") is None:
+        pytest.skip("dpkg is not installed: no list of coreutils' and util-linux's files")
+    owned = subprocess.run(["dpkg", "-L", "coreutils", "util-linux"], capture_output=True,
+                           text=True, timeout=60).stdout.split()
+    theirs = {os.path.basename(p).split(".")[0] for p in owned
+              if "/bin/" in p or "/man1/" in p or "/man8/" in p}
+    assert "setsid" in theirs and "ls" in theirs  # the listing worked
+    assert not (names | pages) & theirs, sorted((names | pages) & theirs)
+
+
+def test_make_install_no_clash_leaves_the_shared_names_out(tmp_path):
+    """NO_CLASH=1 skips the names daemontools, execline, runit and s6 also
+    install (a dry run: the real install is test_make_install)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def linked(*extra):
+        out = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), "install",
+                              f"PREFIX={tmp_path}", *extra],
+                             capture_output=True, text=True, timeout=60).stdout
+        line = next(ln for ln in out.splitlines() if ln.startswith("for c in "))
+        return set(line.split(" in ", 1)[1].split(";", 1)[0].split())
+
+    everything = linked()
+    assert {"envdir", "softlimit", "fdmove", "setuidgid", "umask", "chdir"} <= everything
+    assert linked("NO_CLASH=1") == everything - {"envdir", "softlimit", "fdmove",
+                                                 "setuidgid", "umask"}
+    assert linked("SKIP=chdir setenv") == everything - {"chdir", "setenv"}

@@ -72,8 +72,36 @@ def _held_abstract(d):
     return s
 
 
+def _envdir(d, bad=None):
+    """An environment directory "env" with one good entry, and BAD."""
+    env = os.path.join(d, "env")
+    os.mkdir(env, 0o755)
+    with open(os.path.join(env, "A"), "w") as f:
+        f.write("a\n")
+    os.chmod(os.path.join(env, "A"), 0o644)
+    if bad == "dangling":
+        os.symlink("nowhere", os.path.join(env, "Z"))
+    elif bad == "subdir":
+        os.mkdir(os.path.join(env, "sub"), 0o755)
+    elif bad == "fifo":
+        os.mkfifo(os.path.join(env, "fifo"), 0o644)
+    elif bad == "equals":
+        with open(os.path.join(env, "X=Y"), "w") as f:
+            f.write("z\n")
+        os.chmod(os.path.join(env, "X=Y"), 0o644)
+    elif bad == "unreadable":
+        with open(os.path.join(env, "secret"), "w") as f:
+            f.write("s\n")
+        os.chmod(os.path.join(env, "secret"), 0o600)
+    elif bad == "closed":
+        os.chmod(env, 0o700)
+
+
 SETUP = {"file": _file, "symlink": _symlink, "dangling": _dangling, "dir": _dir,
          "fifo": _fifo, "held-abstract": _held_abstract}
+SETUP.update({"env": _envdir, **{f"env-{bad}": (lambda d, bad=bad: _envdir(d, bad)) for bad in
+                                 ("dangling", "subdir", "fifo", "equals", "unreadable",
+                                  "closed")}})
 
 
 @dataclass
@@ -85,6 +113,7 @@ class Row:
     setup: tuple = ()
     prog: str = None  # the PROG of "PROG: FATAL:" (default: argv[0])
     user: str = None  # run unprivileged, in-process in a forked child
+    group_leader: bool = False  # start it as the leader of a new process group
 
 
 ROWS = [
@@ -227,6 +256,92 @@ ROWS = [
         127, ["no-such-program-chainload", "No such file or directory"]),
     Row("setuidgid-as-non-root", ["setuidgid", "root", "true"],
         111, ["root", "Operation not permitted"], user="nobody"),
+    # --- envdir (every entry failure names the entry; nothing is changed) ---------
+    Row("envdir-missing-dir", ["envdir", "nodir", "true"],
+        111, ["nodir", "No such file or directory"]),
+    Row("envdir-dir-is-a-file", ["envdir", "file", "true"],
+        111, ["file", "Not a directory"], setup=("file",)),
+    Row("envdir-dangling-symlink", ["envdir", "env", "true"],
+        111, ["env/Z", "No such file or directory"], setup=("env-dangling",)),
+    Row("envdir-subdirectory", ["envdir", "env", "true"],
+        111, ["env/sub", "Is a directory"], setup=("env-subdir",)),
+    Row("envdir-fifo", ["envdir", "--full", "env", "true"],
+        111, ["env/fifo", "Not a regular file"], setup=("env-fifo",)),
+    Row("envdir-name-with-equals", ["envdir", "env", "true"],
+        111, ["env/X=Y", "Not a valid variable name"], setup=("env-equals",)),
+    Row("envdir-unreadable-entry", ["envdir", "env", "true"],
+        111, ["env/secret", "Permission denied"], setup=("env-unreadable",), user="nobody"),
+    Row("envdir-unreadable-dir", ["envdir", "env", "true"],
+        111, ["env", "Permission denied"], setup=("env-closed",), user="nobody"),
+    Row("envdir-no-operands", ["envdir"], 100, ["Missing operand"]),
+    Row("envdir-missing-next-program", ["envdir", "env"], 100, ["Missing next program"]),
+    Row("envdir-unknown-option", ["envdir", "-i", "env", "true"],
+        100, ["-i", "Unrecognized option"]),
+    Row("envdir-next-program-not-found", ["envdir", "env", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"], setup=("env",)),
+    # --- setenv, unsetenv ------------------------------------------------------------
+    Row("setenv-name-with-equals", ["setenv", "A=B", "x", "true"],
+        100, ["A=B", "Not a valid variable name"]),
+    Row("setenv-empty-name", ["setenv", "", "x", "true"], 100, ["Not a valid variable name"]),
+    Row("setenv-missing-value", ["setenv", "A"], 100, ["Missing operand"]),
+    Row("setenv-missing-next-program", ["setenv", "A", "x"], 100, ["Missing next program"]),
+    Row("unsetenv-name-with-equals", ["unsetenv", "A=", "true"],
+        100, ["A=", "Not a valid variable name"]),
+    Row("unsetenv-empty-name", ["unsetenv", "", "true"], 100, ["Not a valid variable name"]),
+    Row("unsetenv-missing-next-program", ["unsetenv", "A"], 100, ["Missing next program"]),
+    # --- umask -------------------------------------------------------------------------
+    Row("umask-decimal-22", ["umask", "22", "true"],
+        100, ["mask: 22", "Ambiguous", "octal", "(022)"]),
+    Row("umask-decimal-8", ["umask", "8", "true"], 100, ["mask: 8", "Ambiguous", "octal"]),
+    Row("umask-decimal-plus-22", ["umask", "+22", "true"], 100, ["Ambiguous", "(022)"]),
+    Row("umask-decimal-99", ["umask", "99", "true"], 100, ["mask: 99", "Ambiguous"]),
+    Row("umask-bad-octal", ["umask", "0999", "true"], 100, ["mask: 0999", "Not a number"]),
+    Row("umask-too-big", ["umask", "01000", "true"], 100, ["mask: 01000", "Out of range"]),
+    Row("umask-hex-too-big", ["umask", "0x200", "true"], 100, ["Out of range"]),
+    Row("umask-negative", ["umask", "-1", "true"], 100, ["mask: -1", "Out of range"]),
+    Row("umask-empty", ["umask", "", "true"], 100, ["Not a number"]),
+    Row("umask-symbolic", ["umask", "u=rwx", "true"], 100, ["u=rwx", "Not a number"]),
+    Row("umask-missing-next-program", ["umask", "022"], 100, ["Missing next program"]),
+    # --- chdir, cd -----------------------------------------------------------------------
+    Row("chdir-missing", ["chdir", "nodir", "true"], 111, ["nodir", "No such file or directory"]),
+    Row("chdir-empty", ["chdir", "", "true"], 111, ["No such file or directory"]),
+    Row("chdir-to-a-file", ["chdir", "file", "true"], 111, ["file", "Not a directory"],
+        setup=("file",)),
+    Row("chdir-not-allowed", ["chdir", "env", "true"], 111, ["env", "Permission denied"],
+        setup=("env-closed",), user="nobody"),
+    Row("cd-missing", ["chainload", "cd", "nodir", "true"],
+        111, ["nodir", "No such file or directory"], prog="cd"),
+    Row("chdir-missing-next-program", ["chdir", "/"], 100, ["Missing next program"]),
+    Row("chdir-next-program-not-found", ["chdir", "/", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- softlimit -----------------------------------------------------------------------
+    Row("softlimit-suffix", ["softlimit", "-o", "1k", "true"], 100, ["-o: 1k", "Not a number"]),
+    Row("softlimit-negative", ["softlimit", "-c", "-1", "true"], 100, ["-c", "Out of range"]),
+    Row("softlimit-too-big", ["softlimit", "-t", "9223372036854775808", "true"],
+        100, ["-t", "Out of range"]),
+    Row("softlimit-empty", ["softlimit", "-d", "", "true"], 100, ["-d", "Not a number"]),
+    Row("softlimit-unlimited", ["softlimit", "-s", "unlimited", "true"],
+        100, ["-s: unlimited", "Not a number"]),
+    Row("softlimit-needs-value", ["softlimit", "-o"], 100, ["-o", "requires argument"]),
+    Row("softlimit-twice", ["softlimit", "-o", "1", "-o", "2", "true"],
+        100, ["-o", "more than once"]),
+    Row("softlimit-unknown-option", ["softlimit", "-x", "1", "true"],
+        100, ["-x", "Unrecognized option"]),
+    Row("softlimit-missing-next-program", ["softlimit", "-o", "64"],
+        100, ["Missing next program"]),
+    Row("softlimit-next-program-not-found", ["softlimit", "-o", "=", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- setsid (installed as chainload-setsid) ------------------------------------------
+    Row("setsid-process-group-leader", ["chainload", "setsid", "true"],
+        111, ["process group", "chain never forks"], prog="setsid", group_leader=True),
+    Row("chainload-setsid-process-group-leader", ["chainload-setsid", "true"],
+        111, ["process group", "chain never forks"], group_leader=True),
+    Row("setsid-missing-next-program", ["chainload", "setsid"],
+        100, ["Missing next program"], prog="setsid"),
+    Row("chainload-setsid-unknown-option", ["chainload-setsid", "-w", "true"],
+        100, ["-w", "Unrecognized option"]),
+    Row("setsid-next-program-not-found", ["chainload", "setsid", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"], prog="setsid"),
     # --- chainload, the umbrella -------------------------------------------------------
     Row("chainload-no-command", ["chainload"], 100, ["Missing command"]),
     Row("chainload-only-double-dash", ["chainload", "--"], 100, ["Missing operand"]),
@@ -251,11 +366,13 @@ def test_rows_are_unique():
 
 # --- running a row ----------------------------------------------------------------------
 
-def run_installed(argv, cwd, close=None):
-    """Run the installed command; CLOSE (1 or 2) starts it with that fd closed."""
+def run_installed(argv, cwd, close=None, group_leader=False):
+    """Run the installed command; CLOSE (1 or 2) starts it with that fd closed;
+    GROUP_LEADER starts it as the leader of a new process group."""
     preexec = (lambda: os.close(close)) if close is not None else None
     proc = subprocess.run([command(argv[0]), *argv[1:]], cwd=cwd, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=30, preexec_fn=preexec)
+                          stdin=subprocess.DEVNULL, timeout=30, preexec_fn=preexec,
+                          process_group=0 if group_leader else None)
     return (proc.returncode, proc.stdout.decode("utf-8", "backslashreplace"),
             proc.stderr.decode("utf-8", "backslashreplace"))
 
@@ -273,7 +390,8 @@ def test_refusal(row, tmp_path):
                 pytest.skip("needs root to drop to another user")
             status, out, err = main_as_user(row.argv, row.user, cwd=str(workdir))
         else:
-            status, out, err = run_installed(row.argv, str(workdir))
+            status, out, err = run_installed(row.argv, str(workdir),
+                                             group_leader=row.group_leader)
     finally:
         for thing in keep:
             if thing is not None:
@@ -307,20 +425,23 @@ def test_setuidgid_as_non_root_really_was_non_root(tmp_path):
 # --- with stdout or stderr closed at start-up ---------------------------------------------
 
 CLOSED_STDERR = ["listen-path-too-long", "listen-file-at-path", "listen-unknown-user",
+                 "envdir-dangling-symlink", "umask-decimal-22", "softlimit-suffix",
+                 "setsid-process-group-leader",
                  "fdmove-from-closed", "fdmove-next-program-not-found",
                  "fdmove-next-program-not-executable", "setuidgid-unknown-user",
                  "chainload-unknown-command", "chainload-no-command"]
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.id in CLOSED_STDERR],
-                         ids=[i for i in CLOSED_STDERR])
+                         ids=[r.id for r in ROWS if r.id in CLOSED_STDERR])
 def test_refusal_with_stderr_closed(row, tmp_path):
     """With fd 2 closed there is nowhere to say why, but the status is the
     same (never Python's 1 from an exception escaping main)."""
     for name in row.setup:
         SETUP[name](str(tmp_path))
     before = snapshot(str(tmp_path))
-    status, out, err = run_installed(row.argv, str(tmp_path), close=2)
+    status, out, err = run_installed(row.argv, str(tmp_path), close=2,
+                                     group_leader=row.group_leader)
     assert (status, out, err) == (row.status, "", ""), (row.argv, status, out, err)
     assert snapshot(str(tmp_path)) == before
 

@@ -95,7 +95,8 @@ def test_refusal_after_setuidgid(row, hidden_python, tmp_path):
     keep = [SETUP[name](str(workdir)) for name in row.setup]
     try:
         proc = subprocess.run([*hidden_python, *after_drop(row)], cwd=workdir,
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=30, env=ENV)
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=30, env=ENV,
+                              process_group=0 if row.group_leader else None)
     finally:
         for thing in keep:
             if thing is not None:

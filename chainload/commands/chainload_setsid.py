@@ -1,0 +1,32 @@
+"""setsid (chainload-setsid): make the process a session leader, then chain."""
+
+import os
+
+from chainload import core
+
+SUMMARY = "start a new session (setsid), then chain"
+
+USAGE = """Usage: chainload-setsid [options] [--] <next-prog>...
+
+Make the process the leader of a new session and process group (setsid) and
+chain to next-prog. A process that already leads its session carries on.
+Installed as chainload-setsid; "setsid" works inside a chain.
+
+Options:
+  -h, --help  Show this help and exit.
+"""
+
+
+def run(args, env):
+    pid = os.getpid()
+    if os.getsid(0) == pid:
+        return args["<next-prog>"]  # a supervisor made us one already
+    try:
+        os.setsid()
+    except OSError as e:
+        if os.getpgrp() == pid:
+            raise core.Fail(core.EXIT_SYSTEM,
+                            "Leads a process group but not a session: setsid(2) would "
+                            "need a fork, and a chain never forks.") from None
+        raise core.system_error("setsid", e) from None
+    return args["<next-prog>"]

@@ -1,0 +1,110 @@
+"""envdir: set and unset environment variables from a directory, then chain."""
+
+import os
+import stat
+
+from chainload import core
+
+SUMMARY = "set variables from the files of a directory, then chain"
+
+USAGE = """Usage: envdir [options] [--] <dir> <next-prog>...
+
+For every file in DIR whose name does not start with ".", set the variable
+of that name to the file's first line, less trailing blanks (spaces, tabs,
+carriage returns), with NUL bytes turned into newlines; an empty file unsets
+it. Then chain to next-prog. Nothing is changed unless every entry reads.
+
+Options:
+  -f, --full  The whole file, less one final newline, is the value.
+  -h, --help  Show this help and exit.
+"""
+
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+
+
+def run(args, env):
+    where = args["<dir>"]
+    changes = read_directory(where, full=args["--full"])
+    for name, value in changes:
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return args["<next-prog>"]
+
+
+def read_directory(where, full=False):
+    """[(name, value or None to unset)] for the entries of directory WHERE,
+    sorted by name; a Fail (111) naming the entry if any of them cannot be
+    used."""
+    try:
+        dirfd = os.open(core.encode(where), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, ValueError) as e:
+        raise _failure(where, e) from None
+    try:
+        # By the descriptor, so every entry comes from this one directory;
+        # as bytes, so no name goes through the locale.
+        names = sorted(os.listdir(b"/proc/self/fd/%d" % dirfd))
+        changes = []
+        for raw in names:
+            if raw.startswith(b"."):
+                continue
+            name = core.decode(raw)
+            entry = os.path.join(where, name)
+            if not raw or b"=" in raw:
+                raise core.Fail(core.EXIT_SYSTEM,
+                                f"{entry}: Not a valid variable name (empty, or has \"=\").")
+            changes.append((name, _value(_read(dirfd, raw, entry), full)))
+        return changes
+    except OSError as e:
+        raise _failure(where, e) from None
+    finally:
+        os.close(dirfd)
+
+
+def _failure(what, e):
+    if isinstance(e, ValueError):  # an embedded NUL (only from an in-process caller)
+        return core.Fail(core.EXIT_SYSTEM, f"{what}: No such file or directory")
+    return core.system_error(what, e)
+
+
+def _read(dirfd, raw, entry):
+    """The bytes of regular file RAW in DIRFD (symlinks followed).
+
+    The type is checked before the open, so a FIFO or a device is never
+    opened (opening one can block or act), and again on the open file.
+    """
+    try:
+        _regular(os.stat(raw, dir_fd=dirfd), entry)
+        fd = os.open(raw, OPEN_FLAGS, dir_fd=dirfd)
+    except OSError as e:
+        raise core.system_error(entry, e) from None
+    try:
+        _regular(os.fstat(fd), entry)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        raise core.system_error(entry, e) from None
+    finally:
+        os.close(fd)
+
+
+def _regular(st, entry):
+    if stat.S_ISDIR(st.st_mode):
+        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Not a regular file")
+
+
+def _value(data, full):
+    """The variable's value from file contents DATA; None unsets it."""
+    if not data:
+        return None
+    if full:
+        if data.endswith(b"\n"):
+            data = data[:-1]
+    else:
+        data = data.split(b"\n", 1)[0].rstrip(b" \t\r")
+    return core.decode(data.replace(b"\0", b"\n"))

@@ -1,0 +1,30 @@
+"""umask: set the file mode creation mask, then chain."""
+
+import os
+
+from chainload import core
+
+SUMMARY = "set the file mode creation mask, then chain"
+
+USAGE = """Usage: umask [options] [--] <mask> <next-prog>...
+
+Set the file mode creation mask to MASK (0 to 0777) and chain to next-prog.
+Write MASK in octal with a leading 0 (027), or in hexadecimal (0x17); a
+decimal number of 8 or more, such as 22, is refused as ambiguous.
+
+Options:
+  -h, --help  Show this help and exit.
+"""
+
+
+def run(args, env):
+    text = args["<mask>"]
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if body and body[0] != "0" and all(c in "0123456789" for c in body) and int(body) >= 8:
+        # nosh would read 22 as decimal (0026), execline as octal (022).
+        hint = f" (0{body})" if all(c in "01234567" for c in body) else ""
+        raise core.usage_error(
+            f"mask: {text}: Ambiguous decimal number; write the mask in octal with "
+            f"a leading 0{hint}.")
+    os.umask(core.parse_number(text, "mask", 0o777))
+    return args["<next-prog>"]
