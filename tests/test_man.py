@@ -229,6 +229,15 @@ def test_help_gives_a_one_line_summary_of_each_option(name):
     assert declared_options(proc.stdout) == declared_options(usage_of(page))
 
 
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_help_fits_80_columns(name):
+    proc = subprocess.run([command(name), "--help"], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    wide = [ln for ln in proc.stdout.splitlines() if len(ln.expandtabs()) >= 80]
+    assert not wide, f"{name} --help: lines wider than 79 columns: {wide}"
+
+
 # --- (4) lint -------------------------------------------------------------------
 
 def test_mandoc_lint():
