@@ -216,6 +216,10 @@ ROWS = [
     Row("setuidgid-unknown-user", ["setuidgid", "no-such-user-chainload", "true"],
         111, ["no-such-user-chainload", "No such user"]),
     Row("setuidgid-empty-user", ["setuidgid", "", "true"], 111, ["No such user"]),
+    # chpst -u's user:group and s6-setuidgid's uid:gid are not taken apart.
+    Row("setuidgid-user-colon-group", ["setuidgid", "nobody:nogroup", "true"],
+        111, ["nobody:nogroup", "No such user"]),
+    Row("setuidgid-uid-colon-gid", ["setuidgid", "0:0", "true"], 111, ["0:0", "No such user"]),
     Row("setuidgid-unknown-group", ["setuidgid", "-g", "no-such-group-chainload", "nobody", "true"],
         111, ["no-such-group-chainload", "No such group"]),
     Row("setuidgid-no-operands", ["setuidgid"], 100, ["Missing operand"]),
@@ -228,6 +232,13 @@ ROWS = [
         127, ["no-such-program-chainload", "No such file or directory"], root=True),
     Row("setuidgid-as-non-root", ["setuidgid", "root", "true"],
         111, ["root", "Operation not permitted"], user="nobody"),
+    # --- only chainload has --version ------------------------------------------------
+    Row("fdmove-version", ["fdmove", "--version"], 100, ["--version", "Unrecognized option"]),
+    Row("setuidgid-version", ["setuidgid", "--version"],
+        100, ["--version", "Unrecognized option"]),
+    Row("listen-version", [LS, "--version"], 100, ["--version", "Unrecognized option"]),
+    Row("chainload-link-version", ["chainload", "fdmove", "--version", "1", "1", "true"],
+        100, ["--version", "Unrecognized option"], prog="fdmove"),
     # --- chainload, the umbrella -------------------------------------------------------
     Row("chainload-no-command", ["chainload"], 100, ["Missing command"]),
     Row("chainload-only-double-dash", ["chainload", "--"], 100, ["Missing operand"]),
