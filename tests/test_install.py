@@ -183,6 +183,15 @@ def test_python_variables_change_no_refusal(prefix, hostile):
     check_unaffected(result, marker, status=100)
 
 
+def test_python_dash_i_dash_m_chainload_ignores_them_too(probe, hostile):
+    """The README's advice for pip installs: python -I -m chainload."""
+    env, python_env, marker, evil = hostile
+    result = run([sys.executable, "-I", "-m", "chainload", "fdmove", "-c", "5", "2", *probe],
+                 env=env, cwd=evil)
+    check_unaffected(result, marker)
+    assert result.report["python_env"] == python_env
+
+
 @root_only
 def test_python_variables_run_nothing_as_root(prefix, probe, hostile):
     """The attack of issue 10: an environment that someone else wrote in

@@ -168,6 +168,8 @@ def test_every_command_and_alias_has_a_page():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_has_the_standard_sections(page):
+    headings = re.findall(r"^\.SH +(.*)$", page_source(page), flags=re.M)
+    assert len(headings) == len(set(headings)), f"man/{page}.1: a section twice: {headings}"
     sections = roff_sections(page_source(page))
     for wanted in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS",
                    "DIAGNOSTICS", "SEE ALSO"):
