@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -106,6 +107,28 @@ def test_every_page_and_alias_page_is_installed(prefix):
         alias_page = man1 / f"{alias}.1"
         assert alias_page.read_text() == f".so man1/{name}.1\n"
         assert (man1 / f"{name}.1").is_file()
+
+
+def load_install_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("install_tool", ROOT / "tools" / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_install_name_rule(monkeypatch):
+    """The Makefile's rule: a command module's INSTALL_NAME replaces its
+    name on PATH (None: not installed) and drops its aliases."""
+    tool = load_install_tool()
+    modules = {"plain": SimpleNamespace(),
+               "setsid": SimpleNamespace(INSTALL_NAME="chainload-setsid"),
+               "hidden": SimpleNamespace(INSTALL_NAME=None)}
+    monkeypatch.setattr(chain, "COMMANDS", {n: (n, "") for n in modules})
+    monkeypatch.setattr(chain, "ALIASES", {"p": "plain", "s": "setsid", "h": "hidden"})
+    monkeypatch.setattr(chain, "load", lambda name: modules[name])
+    assert tool.installed_names() == ["plain", "chainload-setsid", "p"]
 
 
 # --- what runs --------------------------------------------------------------------
