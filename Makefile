@@ -1,13 +1,19 @@
 # chainload: every target builds its own virtualenv from scratch when needed,
-# so a fresh machine needs only Python 3.11+ and make.
+# so a fresh machine needs only Python 3.11+ with its venv module (Debian:
+# python3-venv), make, and access to the Python package index.
 
-PYTHON  ?= python3
+# The first python3 that can make a venv: root's may be a pyenv build that
+# another user cannot run; /usr/bin/python3 is the fallback. Override with
+# `make PYTHON=/path/to/python3.11`.
+ifndef PYTHON
+PYTHON := $(firstword $(foreach p,python3 /usr/bin/python3,$(shell \
+	$(p) -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+	>/dev/null 2>&1 && echo $(p))) python3)
+endif
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PREFIX  ?= /usr/local
-DESTDIR ?=
-COMMANDS := local-seqpacket-socket-listen listen-seqpacket fdmove setuidgid
-COMMANDS += envdir setenv unsetenv umask chdir softlimit chainload-setsid
+LIBDIR  := $(PREFIX)/lib/chainload
 # Names that daemontools, execline, runit or s6 install too: with NO_CLASH=1,
 # `make install` leaves them out of PREFIX/bin (they still work in a chain and
 # as `chainload NAME`); SKIP lists any names to leave out.
@@ -15,10 +21,18 @@ CLASH    := fdmove setuidgid envdir softlimit umask
 SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)
-SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) $(MANPAGES) $(MAN3)
+SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) \
+            $(MANPAGES) $(MAN3) $(wildcard man/aliases/*.1)
 STAMP    := $(VENV)/.installed
+ARGS    ?=
 
-.PHONY: all venv test demo bench lint fuzz install clean tools
+# $(call ensure_venv,DIR): a venv in DIR whose pip runs. A half-made one
+# (python there but no pip, as after `python3 -m venv` without Debian's
+# python3-venv) is removed and made again, so running make again recovers.
+ensure_venv = $(1)/bin/python -m pip --version >/dev/null 2>&1 || \
+	{ rm -rf '$(1)' && $(PYTHON) -m venv '$(1)'; }
+
+.PHONY: all venv venv-base test demo bench lint fuzz install clean tools
 
 all: venv
 
@@ -26,14 +40,18 @@ venv: $(STAMP)
 
 # A real (non-editable) install: tests run the installed console scripts,
 # and only a real install puts the man pages in $(VENV)/share/man/man1.
-$(STAMP): $(SOURCES)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(STAMP): $(SOURCES) | venv-base
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --upgrade '.[test]'
 	@# The venv's bundled setuptools adds a start-up hook (_distutils_hack)
 	@# to every interpreter start; pip builds in isolation and needs none.
 	$(BIN)/python -m pip uninstall --quiet --yes setuptools
 	touch $@
+
+# Order-only for the stamp: a working venv is checked every time, but only
+# a change of the sources reinstalls.
+venv-base:
+	@$(call ensure_venv,$(VENV))
 
 # Debian tools some tests use; installed when we can (root with apt-get),
 # otherwise the tests that need them skip and say why.
@@ -61,24 +79,42 @@ demo: venv
 	$(BIN)/python examples/demo.py
 
 bench: venv
-	$(BIN)/python tests/bench.py
+	$(BIN)/python tests/bench.py $(ARGS)
 
 fuzz: venv
 	CHAINLOAD_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/test_fuzz.py
 
-# A self-contained venv under $(PREFIX)/lib/chainload, one `chainload` on
-# $(PREFIX)/bin and an argv[0] symlink to it for every command.
+# `make install`: a venv in $(PREFIX)/lib/chainload holding the package,
+# and tools/install.py, run by that venv's python, for the rest:
+#   * $(LIBDIR)/bin/chainload is our own launcher, `#!$(LIBDIR)/bin/python -I`
+#     (isolated mode: PYTHONPATH, PYTHONHOME, PYTHONINSPECT, ... and the
+#     current directory cannot change what a root chain runs; the variables
+#     still reach the final program). pip's console scripts there are
+#     removed: pip cannot give them interpreter flags.
+#   * $(PREFIX)/bin/chainload is a symlink to it, and every installed
+#     command name is a symlink to chainload.
+#   * man/*.1 and the alias pages man/aliases/*.1 (`.so` pages) go to
+#     $(PREFIX)/share/man/man1, man/*.3 to $(PREFIX)/share/man/man3.
+# The command names come from chainload.chain.COMMANDS and ALIASES, never
+# from a list here. Adding a command (in chain.py and setup.cfg):
+#   * it is installed under its own name, and so are its aliases;
+#   * a name that would shadow another program (coreutils, util-linux,
+#     ...) is not installed: the command's table name is `chainload-NAME`
+#     (its page man/chainload-NAME.1, its console script in setup.cfg), and
+#     NAME is an alias listed in chainload.chain.IN_CHAIN_ONLY, which works
+#     only inside a chain (`chainload NAME`, or as a later link);
+#   * names given in SKIP (or the CLASH list, with NO_CLASH=1) are left out.
+# DESTDIR (staged installs) is refused: a venv is not relocatable (its
+# pyvenv.cfg, pip's scripts and our launcher all name the directory it was
+# made in), so a staged tree would name the staging path.
 install:
-	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)/lib/chainload
-	$(DESTDIR)$(PREFIX)/lib/chainload/bin/python -m pip install --quiet --upgrade pip .
-	$(DESTDIR)$(PREFIX)/lib/chainload/bin/python -m pip uninstall --quiet --yes setuptools
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
-	ln -sf ../lib/chainload/bin/chainload $(DESTDIR)$(PREFIX)/bin/chainload
-	for c in $(filter-out $(SKIP),$(COMMANDS)); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
-	install -m 0644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
-	ln -sf local-seqpacket-socket-listen.1 $(DESTDIR)$(PREFIX)/share/man/man1/listen-seqpacket.1
-	install -d $(DESTDIR)$(PREFIX)/share/man/man3
-	install -m 0644 $(MAN3) $(DESTDIR)$(PREFIX)/share/man/man3/
+	@if [ -n "$(DESTDIR)" ]; then \
+		echo "make install: DESTDIR is not supported: a venv cannot be moved after it is made;" \
+			"install straight to PREFIX (PREFIX=$(PREFIX))" >&2; exit 1; fi
+	$(call ensure_venv,$(LIBDIR))
+	$(LIBDIR)/bin/python -m pip install --quiet --upgrade pip .
+	$(LIBDIR)/bin/python -m pip uninstall --quiet --yes setuptools
+	$(LIBDIR)/bin/python -I tools/install.py '$(PREFIX)' man $(SKIP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

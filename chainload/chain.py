@@ -43,10 +43,23 @@ IN_CHAIN_ONLY = ("setsid", "cd")
 UMBRELLA = "chainload"
 
 
+NAME_COLUMN = 16  # a longer name gets its summary on the next line
+HELP_WIDTH = 79  # --help fits an 80-column terminal
+
+
 def _umbrella_usage():
-    width = max(map(len, [*COMMANDS, *ALIASES]))
-    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += [f"  {alias:<{width}}  alias of {name}" for alias, name in ALIASES.items()]
+    entries = [(name, summary) for name, (_, summary) in COMMANDS.items()]
+    entries += [(alias, f"alias of {name}") for alias, name in ALIASES.items()]
+    width = max((len(name) for name, _ in entries if len(name) <= NAME_COLUMN), default=0)
+    indent = " " * (width + 4)
+    lines = []
+    for name, summary in entries:
+        line = f"  {name:<{width}}  " if len(name) <= width else f"  {name}\n{indent}"
+        for word in summary.split():
+            if len(line) - line.rfind("\n") - 1 + len(word) > HELP_WIDTH:
+                line = line.rstrip() + "\n" + indent
+            line += word + " "
+        lines.append(line.rstrip())
     return f"""Usage: chainload [--] <command> [<args>...]
        chainload (-h | --help)
        chainload --version
@@ -104,12 +117,22 @@ class Chain:
         self.usage = None
 
 
+def _as_called(usage, name):
+    """USAGE with the program name of its synopsis spelled NAME, as called
+    (an alias): --help and the synopsis after an error then agree with the
+    "NAME: FATAL:" line."""
+    canonical = ALIASES.get(name)
+    if canonical is None:
+        return usage
+    return usage.replace(f"Usage: {canonical} ", f"Usage: {name} ", 1)
+
+
 def run_chain(argv, env, state):
     """Run builtins in-process from ARGV (argv[0] a builtin name), then exec."""
     while is_builtin(argv[0]):
         state.prog, module = argv[0], load(argv[0])
-        state.usage = module.USAGE
-        args = core.parse_args(module.USAGE, argv[1:])
+        state.usage = _as_called(module.USAGE, argv[0])
+        args = core.parse_args(state.usage, argv[1:])
         argv = module.run(args, env)
         if not argv:
             raise core.Fail(core.EXIT_USAGE, "Missing next program.")

@@ -21,6 +21,21 @@ BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
 
 
+def _searchable(path):
+    """PATH without the directories this user cannot search.
+
+    `runuser -u someone -- make test` keeps root's PATH (/root/.pyenv/shims,
+    ...). A C execvp(3), and so every chain, reports the EACCES of such a
+    directory (126) when a name is found nowhere, where the tests expect
+    "not found" (127): give the tests and their chains the PATH the user
+    can actually use."""
+    return os.pathsep.join(d for d in path.split(os.pathsep)
+                           if d and os.access(d, os.X_OK))
+
+
+os.environ["PATH"] = _searchable(os.environ.get("PATH", os.defpath))
+
+
 def command(name):
     """Absolute path of an installed command (console script)."""
     path = BIN / name

@@ -3,11 +3,12 @@
 Run as `python3 -I -S probe.py [ARGS...]` by the exec that ends a chain. It
 writes one JSON object to the file named by $PROBE_OUT (or to stdout when that
 is unset): pid, argv, real/effective/saved ids, groups, the chain-related
-environment variables, and every open file descriptor below 64 with what it
-is (for sockets: family, type, listening, bound name, SO_PASSCRED,
-SO_PASSSEC, blocking); its umask, working directory, resource limits,
-session and process group, and every entry of its environment as hex bytes.
-Standard library only; no site packages.
+environment variables, the PYTHON* ones (which the probe itself ignores), and
+every open file descriptor below 64 with what it is (for sockets: family,
+type, listening, bound name, SO_PASSCRED, SO_PASSSEC, blocking); its umask,
+working directory, resource limits, session and process group, and every
+entry of its environment as hex bytes. Standard library only; no site
+packages.
 """
 
 import json
@@ -57,6 +58,8 @@ def main():
         "resgid": list(os.getresgid()),
         "groups": sorted(os.getgroups()),
         "env": {k: os.environ[k] for k in KEYS if k in os.environ},
+        # What chainload's isolated interpreter ignores but must pass on.
+        "python_env": {k: v for k, v in os.environ.items() if k.startswith("PYTHON")},
         "fds": {str(fd): d for fd in range(64) if (d := describe(fd)) is not None},
     }
     for extend in REPORTS:

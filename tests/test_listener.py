@@ -66,7 +66,7 @@ def assert_one_fatal(r, status, text, prog=LISTEN):
     assert lines[0].startswith(f"{prog}: FATAL: "), lines
     assert text in lines[0], lines
     if status == 100:
-        assert lines[1].startswith("Usage: local-seqpacket-socket-listen "), lines
+        assert lines[1].startswith(f"Usage: {prog} "), lines  # as called
         assert not any("FATAL" in ln for ln in lines[1:])
     else:
         assert len(lines) == 1, lines
@@ -599,7 +599,7 @@ def test_help_creates_nothing(tmp_path):
     before = snapshot(tmp_path, exact=True)
     r = run([LISTEN, "--help"], cwd=tmp_path)
     assert (r.returncode, r.stderr) == (0, "")
-    assert r.stdout.startswith("Usage: local-seqpacket-socket-listen ")
+    assert r.stdout.startswith(f"Usage: {LISTEN} ")  # the alias, as called
     assert "--systemd-compatibility" in r.stdout
     assert snapshot(tmp_path, exact=True) == before
 

@@ -1,13 +1,12 @@
 """The man pages: they document exactly the options the code accepts, they
 are installed, they pass mandoc's lint, and --help gives a one-line
-summary of every option. Also `make install PREFIX=...`.
+summary of every option. (`make install`: tests/test_install.py.)
 
 The code's options come from the same docopt usage texts that the commands
 parse and print for --help; the pages' options are the \\-\\-name words of
 their SYNOPSIS and OPTIONS sections.
 """
 
-import filecmp
 import os
 import re
 import shutil
@@ -31,6 +30,8 @@ PAGES = {"chainload": ["chainload"]}
 for _name in chain.COMMANDS:
     PAGES[_name] = [_name, *[a for a, n in chain.ALIASES.items() if n == _name]]
 ALL_NAMES = [n for names in PAGES.values() for n in names]
+# The names that get a page: not setsid (util-linux has setsid(1)) nor cd.
+PAGE_NAMES = [n for n in ALL_NAMES if n not in chain.IN_CHAIN_ONLY]
 
 
 def usage_of(page):
@@ -170,6 +171,8 @@ def test_every_command_and_alias_has_a_page():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_has_the_standard_sections(page):
+    headings = re.findall(r"^\.SH +(.*)$", page_source(page), flags=re.M)
+    assert len(headings) == len(set(headings)), f"man/{page}.1: a section twice: {headings}"
     sections = roff_sections(page_source(page))
     for wanted in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS",
                    "DIAGNOSTICS", "SEE ALSO"):
@@ -189,6 +192,26 @@ def test_page_installed_with_the_package(page):
         f"{installed} is missing: pip install . should put the man pages there")
     assert installed.read_text() == page_source(page), (
         f"{installed} differs from man/{page}.1: reinstall (make venv)")
+
+
+@pytest.mark.parametrize("name", PAGE_NAMES)
+def test_every_name_has_an_installed_page(name):
+    """`man NAME` works for every command and alias after `pip install .`
+    as after `make install`: an alias has a .so page, man/aliases/ALIAS.1
+    (listed in setup.cfg's data_files), naming its command's page."""
+    installed = INSTALLED_MAN / f"{name}.1"
+    assert installed.is_file(), (
+        f"{installed} is missing: add man/aliases/{name}.1 and list it in setup.cfg")
+    if name in chain.ALIASES:
+        wanted = f".so man1/{chain.ALIASES[name]}.1\n"
+        assert (MAN / "aliases" / f"{name}.1").read_text() == wanted
+        assert installed.read_text() == wanted
+    if shutil.which("man") is not None:
+        proc = subprocess.run(["man", "-M", str(INSTALLED_MAN.parent), "-w", name],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        page = next(p for p, names in PAGES.items() if name in names)
+        assert proc.stdout.strip().endswith(f"/man1/{page}.1"), proc.stdout
 
 
 # --- (3) --help ---------------------------------------------------------------
@@ -212,6 +235,15 @@ def test_help_gives_a_one_line_summary_of_each_option(name):
     assert declared_options(proc.stdout) == declared_options(usage_of(page))
 
 
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_help_fits_80_columns(name):
+    argv = [command("chainload"), name] if name in chain.IN_CHAIN_ONLY else [command(name)]
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    wide = [ln for ln in proc.stdout.splitlines() if len(ln.expandtabs()) >= 80]
+    assert not wide, f"{name} --help: lines wider than 79 columns: {wide}"
+
+
 # --- (4) lint -------------------------------------------------------------------
 
 def test_mandoc_lint():
@@ -233,88 +265,22 @@ def test_groff_warnings():
         assert proc.stderr == "", f"{page.name}: {proc.stderr}"
 
 
-# --- (5) make install -----------------------------------------------------------
-
-def test_make_install(tmp_path):
-    """A venv in PREFIX/lib/chainload, bin/chainload plus one symlink per
-    command, and the pages in PREFIX/share/man/man1. Needs PyPI (pip)."""
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    prefix = tmp_path / "prefix"
-    argv = ["make", "-C", str(ROOT), "install", f"PREFIX={prefix}",
-            f"PYTHON={sys.executable}"]
-    if shutil.which("flock"):
-        # pip builds in the checkout; others may be running `make venv`.
-        argv = ["flock", "-w", "600", "/tmp/chainload-venv.lock", *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-    bin_dir = prefix / "bin"
-    assert (bin_dir / "chainload").is_symlink()
-    assert os.access(bin_dir / "chainload", os.X_OK)
-    for name in [*chain.COMMANDS, *chain.ALIASES]:
-        link = bin_dir / name
-        if name in chain.IN_CHAIN_ONLY:  # would shadow util-linux setsid, or cd
-            assert not os.path.lexists(link), link
-            assert not (prefix / "share" / "man" / "man1" / f"{name}.1").exists()
-            continue
-        assert link.is_symlink(), f"{link} is not a symlink"
-        assert os.readlink(link) == "chainload", os.readlink(link)
-    for page in sorted(MAN.glob("*.1")):
-        installed = prefix / "share" / "man" / "man1" / page.name
-        assert installed.is_file(), installed
-        assert filecmp.cmp(installed, page, shallow=False), installed
-        assert installed.stat().st_mode & 0o777 == 0o644
-    for page in sorted(MAN.glob("*.3")):  # chainload.activation(3)
-        installed = prefix / "share" / "man" / "man3" / page.name
-        assert installed.is_file(), installed
-        assert filecmp.cmp(installed, page, shallow=False), installed
-    for alias, name in chain.ALIASES.items():  # `man listen-seqpacket`
-        if alias in chain.IN_CHAIN_ONLY:
-            continue
-        alias_page = prefix / "share" / "man" / "man1" / f"{alias}.1"
-        assert os.readlink(alias_page) == f"{name}.1"
-
-    clean_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
-    proc = subprocess.run([str(bin_dir / "fdmove"), "--help"], capture_output=True,
-                          text=True, timeout=60, env=clean_env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("Usage: fdmove "), proc.stdout
-    # A whole chain through a symlinked name: the socket, then fdmove, then exec.
-    sock = tmp_path / "s.sock"
-    proc = subprocess.run([str(bin_dir / "listen-seqpacket"), str(sock),
-                           "fdmove", "-c", "7", "3", "/bin/sh", "-c",
-                           'test -S "$1" && [ -e /proc/self/fd/7 ] && echo ok', "sh",
-                           str(sock)],
-                          capture_output=True, text=True, timeout=60, env=clean_env)
-    assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
-
-
 # --- (6) installed names never shadow a system program ----------------------------
 
-def installed_names():
-    """The console scripts of setup.cfg, and the names make install links."""
+def console_scripts():
+    """The console scripts of setup.cfg (what pip installs)."""
     import configparser
 
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    scripts = {line.split("=")[0].strip()
-               for line in cfg["options.entry_points"]["console_scripts"].splitlines()
-               if line.strip()}
-    made = subprocess.run(["make", "-s", "-C", str(ROOT), "-p", "-n", "-f", "Makefile",
-                           "clean"], capture_output=True, text=True, timeout=60).stdout
-    commands = next(line.split(":=", 1)[1].split() for line in made.splitlines()
-                    if line.startswith("COMMANDS :="))
-    return scripts, set(commands)
+    return {line.split("=")[0].strip()
+            for line in cfg["options.entry_points"]["console_scripts"].splitlines()
+            if line.strip()}
 
 
-def test_installed_names_are_every_command_but_the_in_chain_only_ones():
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    scripts, commands = installed_names()
-    wanted = set(chain.COMMANDS) | set(chain.ALIASES) - set(chain.IN_CHAIN_ONLY)
-    assert scripts == wanted | {"chainload"}
-    assert commands == wanted
+def test_console_scripts_are_every_command_but_the_in_chain_only_ones():
+    wanted = (set(chain.COMMANDS) | set(chain.ALIASES)) - set(chain.IN_CHAIN_ONLY)
+    assert console_scripts() == wanted | {"chainload"}
 
 
 def test_no_installed_name_or_page_is_a_coreutils_or_util_linux_one():
@@ -330,23 +296,3 @@ def test_no_installed_name_or_page_is_a_coreutils_or_util_linux_one():
               if "/bin/" in p or "/man1/" in p or "/man8/" in p}
     assert "setsid" in theirs and "ls" in theirs  # the listing worked
     assert not (names | pages) & theirs, sorted((names | pages) & theirs)
-
-
-def test_make_install_no_clash_leaves_the_shared_names_out(tmp_path):
-    """NO_CLASH=1 skips the names daemontools, execline, runit and s6 also
-    install (a dry run: the real install is test_make_install)."""
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-
-    def linked(*extra):
-        out = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), "install",
-                              f"PREFIX={tmp_path}", *extra],
-                             capture_output=True, text=True, timeout=60).stdout
-        line = next(ln for ln in out.splitlines() if ln.startswith("for c in "))
-        return set(line.split(" in ", 1)[1].split(";", 1)[0].split())
-
-    everything = linked()
-    assert {"envdir", "softlimit", "fdmove", "setuidgid", "umask", "chdir"} <= everything
-    assert linked("NO_CLASH=1") == everything - {"envdir", "softlimit", "fdmove",
-                                                 "setuidgid", "umask"}
-    assert linked("SKIP=chdir setenv") == everything - {"chdir", "setenv"}

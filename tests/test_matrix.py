@@ -114,6 +114,7 @@ class Row:
     prog: str = None  # the PROG of "PROG: FATAL:" (default: argv[0])
     user: str = None  # run unprivileged, in-process in a forked child
     group_leader: bool = False  # start it as the leader of a new process group
+    root: bool = False  # needs root (skipped, with the reason, otherwise)
 
 
 ROWS = [
@@ -244,6 +245,10 @@ ROWS = [
     Row("setuidgid-unknown-user", ["setuidgid", "no-such-user-chainload", "true"],
         111, ["no-such-user-chainload", "No such user"]),
     Row("setuidgid-empty-user", ["setuidgid", "", "true"], 111, ["No such user"]),
+    # chpst -u's user:group and s6-setuidgid's uid:gid are not taken apart.
+    Row("setuidgid-user-colon-group", ["setuidgid", "nobody:nogroup", "true"],
+        111, ["nobody:nogroup", "No such user"]),
+    Row("setuidgid-uid-colon-gid", ["setuidgid", "0:0", "true"], 111, ["0:0", "No such user"]),
     Row("setuidgid-unknown-group", ["setuidgid", "-g", "no-such-group-chainload", "nobody", "true"],
         111, ["no-such-group-chainload", "No such group"]),
     Row("setuidgid-no-operands", ["setuidgid"], 100, ["Missing operand"]),
@@ -253,7 +258,7 @@ ROWS = [
     Row("setuidgid-unknown-option", ["setuidgid", "-x", "nobody", "true"],
         100, ["-x", "Unrecognized option"]),
     Row("setuidgid-next-program-not-found", ["setuidgid", "root", "no-such-program-chainload"],
-        127, ["no-such-program-chainload", "No such file or directory"]),
+        127, ["no-such-program-chainload", "No such file or directory"], root=True),
     Row("setuidgid-as-non-root", ["setuidgid", "root", "true"],
         111, ["root", "Operation not permitted"], user="nobody"),
     # --- envdir (every entry failure names the entry; nothing is changed) ---------
@@ -342,6 +347,13 @@ ROWS = [
         100, ["-w", "Unrecognized option"]),
     Row("setsid-next-program-not-found", ["chainload", "setsid", "no-such-program-chainload"],
         127, ["no-such-program-chainload", "No such file or directory"], prog="setsid"),
+    # --- only chainload has --version ------------------------------------------------
+    Row("fdmove-version", ["fdmove", "--version"], 100, ["--version", "Unrecognized option"]),
+    Row("setuidgid-version", ["setuidgid", "--version"],
+        100, ["--version", "Unrecognized option"]),
+    Row("listen-version", [LS, "--version"], 100, ["--version", "Unrecognized option"]),
+    Row("chainload-link-version", ["chainload", "fdmove", "--version", "1", "1", "true"],
+        100, ["--version", "Unrecognized option"], prog="fdmove"),
     # --- chainload, the umbrella -------------------------------------------------------
     Row("chainload-no-command", ["chainload"], 100, ["Missing command"]),
     Row("chainload-only-double-dash", ["chainload", "--"], 100, ["Missing operand"]),
@@ -379,6 +391,8 @@ def run_installed(argv, cwd, close=None, group_leader=False):
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_refusal(row, tmp_path):
+    if row.root and os.geteuid() != 0:
+        pytest.skip("needs root: only root can become an account")
     workdir = tmp_path / "w"
     workdir.mkdir()
     os.chmod(workdir, 0o755)  # so an unprivileged run can enter it

@@ -1,0 +1,271 @@
+"""`make install` and the Makefile itself.
+
+One `make install PREFIX=<tmp>` per run of this module (it needs the
+package index, or pip's cache, for pip and docopt-ng), then:
+
+  * the launcher: `#!PREFIX/lib/chainload/bin/python -I`, with
+    PREFIX/bin/chainload and every command name linked to it, and no
+    pip console script (without -I) left beside it;
+  * the command names come from the command table, none shadows a
+    program of the system, and every one has its page;
+  * PYTHONPATH (a sitecustomize.py and a docopt.py that leave a marker),
+    PYTHONHOME, PYTHONINSPECT and PYTHONSTARTUP change nothing in the
+    chain, yet reach the final program unchanged;
+  * DESTDIR is refused, a half-made venv is made again, and
+    `make bench ARGS=...` passes ARGS on.
+"""
+
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chainload import chain
+
+from conftest import root_only, run
+
+ROOT = Path(__file__).resolve().parent.parent
+MAN = ROOT / "man"
+SYSTEM_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def make(*args, timeout=900):
+    argv = ["make", "--no-print-directory", "-C", str(ROOT), *args]
+    if shutil.which("flock"):
+        # pip builds in the checkout; others may be running `make venv`.
+        argv = ["flock", "-w", "600", "/tmp/chainload-venv.lock", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory):
+    """A fresh `make install` (made once for this module)."""
+    base = tmp_path_factory.mktemp("install")
+    os.chmod(base, 0o755)  # nobody runs the installed chain in a test below
+    prefix = base / "prefix"
+    proc = make("install", f"PREFIX={prefix}", f"PYTHON={sys.executable}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return prefix
+
+
+def table_names():
+    """Every name make install puts on PATH: the table's, less the names
+    that work only inside a chain (setsid, cd: they would shadow others)."""
+    return [n for n in [*chain.COMMANDS, *chain.ALIASES] if n not in chain.IN_CHAIN_ONLY]
+
+
+# --- what is installed ----------------------------------------------------------
+
+def test_the_launcher_runs_python_in_isolated_mode(prefix):
+    libdir = prefix / "lib" / "chainload"
+    launcher = libdir / "bin" / "chainload"
+    first = launcher.read_text().splitlines()[0]
+    # One argument after the interpreter: the kernel passes "-I -S" as one.
+    assert first == f"#!{libdir}/bin/python -I", first
+    assert os.access(launcher, os.X_OK)
+    assert os.readlink(prefix / "bin" / "chainload") == "../lib/chainload/bin/chainload"
+    assert (prefix / "bin" / "chainload").resolve() == launcher.resolve()
+    # pip's console scripts (no -I) are gone: only the launcher remains.
+    left = sorted(p.name for p in (libdir / "bin").iterdir()
+                  if p.name in table_names() or p.name == "chainload")
+    assert left == ["chainload"], left
+
+
+def test_every_name_of_the_table_is_a_link_to_chainload(prefix):
+    bin_dir = prefix / "bin"
+    installed = sorted(p.name for p in bin_dir.iterdir())
+    assert installed == sorted(["chainload", *table_names()]), installed
+    for name in table_names():
+        assert os.readlink(bin_dir / name) == "chainload", name
+
+
+def test_no_installed_name_shadows_a_system_program_or_page(prefix):
+    """Never put a name on PATH that coreutils, util-linux or any other
+    installed package already has (a command with such a name sets
+    INSTALL_NAME); the same for its page."""
+    for p in (prefix / "bin").iterdir():
+        clash = [d for d in SYSTEM_BIN if os.path.lexists(os.path.join(d, p.name))]
+        assert not clash, f"{p.name} would shadow {clash}"
+    for page in (prefix / "share" / "man" / "man1").iterdir():
+        system = [f"/usr/share/man/man1/{page.name}{z}" for z in ("", ".gz")]
+        assert not [s for s in system if os.path.lexists(s)], page.name
+
+
+def test_every_page_and_alias_page_is_installed(prefix):
+    man1 = prefix / "share" / "man" / "man1"
+    for page in sorted(MAN.glob("*.1")):
+        installed = man1 / page.name
+        assert installed.is_file() and not installed.is_symlink(), installed
+        assert filecmp.cmp(installed, page, shallow=False), installed
+        assert installed.stat().st_mode & 0o777 == 0o644
+    for alias, name in chain.ALIASES.items():  # `man listen-seqpacket`
+        alias_page = man1 / f"{alias}.1"
+        if alias in chain.IN_CHAIN_ONLY:  # setsid(1) is util-linux's
+            assert not alias_page.exists(), alias_page
+            continue
+        assert alias_page.read_text() == f".so man1/{name}.1\n"
+        assert (man1 / f"{name}.1").is_file()
+    for page in sorted(MAN.glob("*.3")):  # chainload.activation(3)
+        installed = prefix / "share" / "man" / "man3" / page.name
+        assert filecmp.cmp(installed, page, shallow=False), installed
+
+
+def load_install_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("install_tool", ROOT / "tools" / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_installed_names_and_skip():
+    """The Makefile's rule: the table's names but the in-chain-only ones,
+    less SKIP (NO_CLASH=1 skips the names daemontools, execline, runit and
+    s6 also install)."""
+    tool = load_install_tool()
+    assert tool.installed_names() == table_names()
+    assert tool.installed_names(["chdir", "setenv"]) == [
+        n for n in table_names() if n not in ("chdir", "setenv")]
+    dry = make("-s", "-n", "install", "PREFIX=/nonexistent/prefix", "NO_CLASH=1").stdout
+    line = next(ln for ln in dry.splitlines() if "tools/install.py" in ln)
+    assert line.split(" man ", 1)[1].split() == ["fdmove", "setuidgid", "envdir",
+                                                 "softlimit", "umask"]
+
+
+# --- what runs --------------------------------------------------------------------
+
+def test_installed_chain_runs(prefix, tmp_path):
+    clean_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+    bin_dir = prefix / "bin"
+    proc = subprocess.run([str(bin_dir / "fdmove"), "--help"], capture_output=True,
+                          text=True, timeout=60, env=clean_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: fdmove "), proc.stdout
+    # A whole chain through a symlinked name: the socket, then fdmove, then exec.
+    sock = tmp_path / "s.sock"
+    proc = subprocess.run([str(bin_dir / "listen-seqpacket"), str(sock),
+                           "fdmove", "-c", "7", "3", "/bin/sh", "-c",
+                           'test -S "$1" && [ -e /proc/self/fd/7 ] && echo ok', "sh",
+                           str(sock)],
+                          capture_output=True, text=True, timeout=60, env=clean_env)
+    assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
+
+
+@pytest.fixture(params=["PYTHONHOME", "no-PYTHONHOME"])
+def hostile(tmp_path, request):
+    """An environment whose PYTHON* variables would run code in, break, or
+    keep alive a non-isolated interpreter; and the marker that code leaves.
+    (A bad PYTHONHOME stops such an interpreter before it gets to the code,
+    so once without it.)"""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "marker"
+    leave = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    (evil / "sitecustomize.py").write_text(leave)
+    (evil / "usercustomize.py").write_text(leave)
+    (evil / "docopt.py").write_text(leave + "raise SystemExit(42)\n")
+    (evil / "startup.py").write_text(leave)
+    os.chmod(tmp_path, 0o755)
+    for f in evil.iterdir():
+        os.chmod(f, 0o644)
+    os.chmod(evil, 0o755)
+    python_env = {"PYTHONPATH": str(evil), "PYTHONHOME": "/nonexistent",
+                  "PYTHONINSPECT": "1", "PYTHONSTARTUP": str(evil / "startup.py"),
+                  "PYTHONUSERBASE": str(evil)}
+    if request.param != "PYTHONHOME":
+        del python_env["PYTHONHOME"]
+    env = {"PATH": "/usr/bin:/bin", **python_env}
+    return env, python_env, marker, evil
+
+
+def check_unaffected(result, marker, status=0):
+    assert result.returncode == status, result.stderr
+    assert not marker.exists(), marker.read_text()
+    assert "Traceback" not in result.stderr and ">>>" not in result.stderr
+
+
+@pytest.mark.parametrize("how", ["symlink", "umbrella"])
+def test_python_variables_change_nothing_but_reach_the_program(prefix, probe, hostile, how):
+    env, python_env, marker, evil = hostile
+    argv = [str(prefix / "bin" / "fdmove"), "-c", "5", "2", *probe]
+    if how == "umbrella":
+        argv = [str(prefix / "bin" / "chainload"), *[os.path.basename(argv[0])], *argv[1:]]
+    result = run(argv, env=env, cwd=evil)
+    check_unaffected(result, marker)
+    assert result.stderr == ""
+    assert result.report["python_env"] == python_env
+    assert "5" in result.report["fds"]
+
+
+def test_python_variables_change_no_refusal(prefix, hostile):
+    env, _, marker, evil = hostile
+    result = run([str(prefix / "bin" / "fdmove"), "1", "1", "no-such-program-chainload"],
+                 env=env, cwd=evil)
+    check_unaffected(result, marker, status=127)
+    assert result.stderr == "fdmove: FATAL: no-such-program-chainload: No such file or directory\n"
+    result = run([str(prefix / "bin" / "fdmove"), "--bogus"], env=env, cwd=evil)
+    check_unaffected(result, marker, status=100)
+
+
+def test_python_dash_i_dash_m_chainload_ignores_them_too(probe, hostile):
+    """The README's advice for pip installs: python -I -m chainload."""
+    env, python_env, marker, evil = hostile
+    result = run([sys.executable, "-I", "-m", "chainload", "fdmove", "-c", "5", "2", *probe],
+                 env=env, cwd=evil)
+    check_unaffected(result, marker)
+    assert result.report["python_env"] == python_env
+
+
+@root_only
+def test_python_variables_run_nothing_as_root(prefix, probe, hostile):
+    """The attack of issue 10: an environment that someone else wrote in
+    front of a chain that starts as root."""
+    env, python_env, marker, evil = hostile
+    result = run([str(prefix / "bin" / "setuidgid"), "nobody", *probe], env=env, cwd=evil)
+    check_unaffected(result, marker)
+    assert result.report["python_env"] == python_env
+    nobody = __import__("pwd").getpwnam("nobody").pw_uid
+    assert result.report["resuid"] == [nobody] * 3
+
+
+# --- the Makefile ---------------------------------------------------------------
+
+def test_destdir_is_refused(tmp_path):
+    stage, prefix = tmp_path / "stage", tmp_path / "prefix"
+    proc = make("install", f"DESTDIR={stage}", f"PREFIX={prefix}", timeout=60)
+    assert proc.returncode != 0
+    assert "DESTDIR is not supported" in proc.stderr, proc.stdout + proc.stderr
+    assert not stage.exists() and not prefix.exists()
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_half_made_venv_is_made_again(tmp_path):
+    """`python3 -m venv` without Debian's python3-venv leaves a venv with a
+    python but no pip; running make again must recover."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    (venv / "half-made").touch()
+    proc = make("venv-base", f"VENV={venv}", f"PYTHON={sys.executable}", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (venv / "half-made").exists()
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"],
+                         capture_output=True, text=True, timeout=60)
+    assert pip.returncode == 0, pip.stderr
+    # A working venv is left alone.
+    (venv / "kept").touch()
+    proc = make("venv-base", f"VENV={venv}", f"PYTHON={sys.executable}", timeout=300)
+    assert proc.returncode == 0 and (venv / "kept").exists(), proc.stderr
+
+
+def test_make_bench_passes_args():
+    proc = make("-n", "bench", "ARGS=--quick --runs 3", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "tests/bench.py --quick --runs 3\n" in proc.stdout, proc.stdout

@@ -1,0 +1,116 @@
+"""The second half of `make install`: launcher, command names and pages.
+
+Run by the python of the venv that `make install` made in PREFIX/lib/chainload,
+in isolated mode, after the package was pip-installed there:
+
+    PREFIX/lib/chainload/bin/python -I tools/install.py PREFIX MANDIR [SKIP...]
+
+It writes PREFIX/lib/chainload/bin/chainload, a launcher whose shebang runs
+that python with -I (isolated mode: no PYTHON* variable, no user site, no
+current directory on sys.path, so nothing in the caller's environment runs
+before or instead of chainload, and a chain started as root stays ours),
+and removes pip's console scripts there (pip cannot give them interpreter
+flags). PREFIX/bin/chainload is a symlink to the launcher, and every
+installed command name a symlink to chainload: the program picks its
+command from argv[0]. The pages MANDIR/*.1 and MANDIR/aliases/*.1 go to
+PREFIX/share/man/man1, MANDIR/*.3 to PREFIX/share/man/man3. Names given
+as SKIP are not installed.
+
+Which names are installed comes from the command table (the rule is
+written down in the Makefile, next to `install:`).
+"""
+
+import os
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from chainload import chain
+
+SHEBANG_MAX = 255  # Linux reads at most this much of a #! line (BINPRM_BUF_SIZE - 1)
+
+LAUNCHER = """\
+#!{python} -I
+# chainload's launcher, written by `make install` (tools/install.py).
+# -I (isolated mode): PYTHONPATH, PYTHONHOME, PYTHONINSPECT and the other
+# PYTHON* variables, the user's site-packages and the current directory do
+# not change what runs here. The variables are still passed on, unchanged,
+# to the program at the end of the chain.
+import sys
+
+from chainload.chain import main
+
+sys.exit(main())
+"""
+
+
+def fail(message):
+    sys.stderr.write(f"install.py: FATAL: {message}\n")
+    sys.exit(111)
+
+
+def installed_names(skip=()):
+    """The names to put on PATH: every command and alias of the table but
+    those that work only inside a chain (chain.IN_CHAIN_ONLY: they would
+    shadow a system program) and those in SKIP."""
+    return [name for name in [*chain.COMMANDS, *chain.ALIASES]
+            if name not in chain.IN_CHAIN_ONLY and name not in skip]
+
+
+def replace_symlink(target, link):
+    """Make LINK a symlink to TARGET, replacing what is there atomically."""
+    tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def write_launcher(libdir):
+    python = libdir / "bin" / "python"
+    shebang = f"#!{python} -I"
+    if len(shebang.encode()) > SHEBANG_MAX or any(c.isspace() for c in str(python)):
+        fail(f"{python}: A #! line cannot name this path (too long, or a blank in it).")
+    # pip's console scripts: `#!.../python` without -I.
+    scripts = metadata.distribution("chainload").entry_points.select(group="console_scripts")
+    for script in scripts:
+        (libdir / "bin" / script.name).unlink(missing_ok=True)
+    launcher = libdir / "bin" / "chainload"
+    tmp = launcher.with_name(f".chainload.tmp{os.getpid()}")
+    tmp.write_text(LAUNCHER.format(python=python))
+    tmp.chmod(0o755)
+    os.replace(tmp, launcher)
+
+
+def main(prefix, mandir, *skip):
+    prefix, mandir = Path(prefix), Path(mandir)
+    libdir = prefix / "lib" / "chainload"
+    if not os.path.samefile(sys.prefix, libdir):
+        fail(f"run me with {libdir}/bin/python, not {sys.executable}")
+    write_launcher(libdir)
+    bindir = prefix / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    replace_symlink("../lib/chainload/bin/chainload", bindir / "chainload")
+    for name in installed_names(skip):
+        replace_symlink("chainload", bindir / name)
+    man1 = prefix / "share" / "man" / "man1"
+    man1.mkdir(parents=True, exist_ok=True)
+    for page in sorted([*mandir.glob("*.1"), *mandir.glob("aliases/*.1")]):
+        target = man1 / page.name
+        if target.is_symlink():  # an alias page of an older install
+            target.unlink()
+        shutil.copyfile(page, target)
+        target.chmod(0o644)
+    man3 = prefix / "share" / "man" / "man3"
+    man3.mkdir(parents=True, exist_ok=True)
+    for page in sorted(mandir.glob("*.3")):
+        shutil.copyfile(page, man3 / page.name)
+        (man3 / page.name).chmod(0o644)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.stderr.write("usage: python -I tools/install.py PREFIX MANDIR [SKIP...]\n")
+        sys.exit(100)
+    main(*sys.argv[1:])
