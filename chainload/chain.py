@@ -23,10 +23,29 @@ COMMANDS = {
         "local_seqpacket_socket_listen",
         "bind an AF_LOCAL SOCK_SEQPACKET socket to fd 3+n, then chain",
     ),
+    "local-stream-socket-listen": (
+        "local_stream_socket_listen",
+        "bind an AF_LOCAL SOCK_STREAM socket to fd 3+n, then chain",
+    ),
+    "local-datagram-socket-listen": (
+        "local_datagram_socket_listen",
+        "bind an AF_LOCAL SOCK_DGRAM socket to fd 3+n, then chain",
+    ),
+    "tcp-socket-listen": (
+        "tcp_socket_listen",
+        "bind a TCP socket and listen on it on fd 3+n, then chain",
+    ),
+    "udp-socket-listen": ("udp_socket_listen", "bind a UDP socket to fd 3+n, then chain"),
     "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
     "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
 }
-ALIASES = {"listen-seqpacket": "local-seqpacket-socket-listen"}
+ALIASES = {
+    "listen-seqpacket": "local-seqpacket-socket-listen",
+    "listen-stream": "local-stream-socket-listen",
+    "listen-datagram": "local-datagram-socket-listen",
+    "listen-tcp": "tcp-socket-listen",
+    "listen-udp": "udp-socket-listen",
+}
 
 UMBRELLA = "chainload"
 
