@@ -76,6 +76,8 @@ def address(path):
 def _account_id(value, option, name, what):
     """VALUE, the id that the database gives NAME, if chown can set it."""
     if not 0 <= value <= core.ID_MAX:  # (uid_t)-1 would mean "unchanged"
+        # Python reports (uid_t)-1 as -1; say it as the database has it.
+        value &= 0xFFFFFFFF
         raise core.usage_error(f"{option}: {name}: {what} {value} is out of range "
                                f"(must be 0 to {core.ID_MAX}).")
     return value

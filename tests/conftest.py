@@ -64,8 +64,13 @@ def probe_dir():
     d = _public_dir("chainload-probe-", 0o755)
     shutil.copy(HERE / "probe.py", d / "probe.py")
     os.chmod(d / "probe.py", 0o644)
+    owner = os.getpid()
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    # The child of a @pytest.mark.forked test tears down the session's
+    # fixtures as well (pytest-forked runs the whole test protocol there, as
+    # if it were the last test): only the session's own process removes it.
+    if os.getpid() == owner:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
