@@ -25,17 +25,14 @@ COMMANDS = {
     ),
     "local-stream-socket-listen": (
         "local_stream_socket_listen",
-        "bind an AF_LOCAL SOCK_STREAM socket to fd 3+n, then chain",
+        "listen on an AF_UNIX stream socket on fd 3+n",
     ),
     "local-datagram-socket-listen": (
         "local_datagram_socket_listen",
-        "bind an AF_LOCAL SOCK_DGRAM socket to fd 3+n, then chain",
+        "bind an AF_UNIX datagram socket on fd 3+n",
     ),
-    "tcp-socket-listen": (
-        "tcp_socket_listen",
-        "bind a TCP socket and listen on it on fd 3+n, then chain",
-    ),
-    "udp-socket-listen": ("udp_socket_listen", "bind a UDP socket to fd 3+n, then chain"),
+    "tcp-socket-listen": ("tcp_socket_listen", "listen on a TCP socket on fd 3+n"),
+    "udp-socket-listen": ("udp_socket_listen", "bind a UDP socket on fd 3+n"),
     "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
     "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
 }

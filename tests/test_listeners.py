@@ -113,6 +113,23 @@ def test_local_listener_fd3(tmp_path, probe, name, family, kind, listening):
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
 
 
+@pytest.mark.parametrize("name", ["listen-stream", "listen-datagram"])
+def test_local_listener_options(tmp_path, probe, name):
+    """The seqpacket listener's file and socket options, on the siblings."""
+    path = str(tmp_path / "s")
+    owner = [] if os.geteuid() != 0 else ["--uid", "1", "--gid", "2"]
+    rep = report_of([name, *owner, "--pass-credentials", "-m", "02640", path], probe)
+    assert rep["fds"]["3"]["passcred"] == 1
+    st = os.lstat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o2640
+    if owner:
+        assert (st.st_uid, st.st_gid) == (1, 2)
+    abstract = f"@chainload-test-{os.getpid()}-{name}"
+    rep = report_of([name, "--systemd-compatibility", abstract], probe)
+    assert rep["fds"]["3"]["name"] == "\0" + abstract[1:]
+    assert rep["env"]["LISTEN_FDS"] == "1"
+
+
 @pytest.mark.parametrize("name, host, family, kind, listening", INET, ids=[c[0] for c in INET])
 def test_inet_listener_fd3(probe, name, host, family, kind, listening):
     port = free_port(getattr(socket, family), getattr(socket, kind))

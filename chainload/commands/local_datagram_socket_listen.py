@@ -3,7 +3,7 @@ fd 3+n, then chain."""
 
 from chainload import listen, localsocket
 
-SUMMARY = "bind an AF_LOCAL SOCK_DGRAM socket to fd 3+n, then chain"
+SUMMARY = "bind an AF_UNIX datagram socket on fd 3+n"
 
 USAGE = f"""Usage: local-datagram-socket-listen [options] [--] <path> <next-prog>...
 

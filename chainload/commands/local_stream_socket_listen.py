@@ -3,7 +3,7 @@ on fd 3+n, then chain."""
 
 from chainload import listen, localsocket
 
-SUMMARY = "bind an AF_LOCAL SOCK_STREAM socket to fd 3+n, then chain"
+SUMMARY = "listen on an AF_UNIX stream socket on fd 3+n"
 
 USAGE = f"""Usage: local-stream-socket-listen [options] [--] <path> <next-prog>...
 

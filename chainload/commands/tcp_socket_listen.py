@@ -2,7 +2,7 @@
 
 from chainload import inetsocket, listen
 
-SUMMARY = "bind a TCP socket and listen on it on fd 3+n, then chain"
+SUMMARY = "listen on a TCP socket on fd 3+n"
 
 USAGE = f"""Usage: tcp-socket-listen [options] [--] <host> <service> <next-prog>...
 

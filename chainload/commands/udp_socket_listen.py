@@ -2,7 +2,7 @@
 
 from chainload import inetsocket, listen
 
-SUMMARY = "bind a UDP socket to fd 3+n, then chain"
+SUMMARY = "bind a UDP socket on fd 3+n"
 
 USAGE = f"""Usage: udp-socket-listen [options] [--] <host> <service> <next-prog>...
 
