@@ -10,10 +10,11 @@ COMMANDS := local-seqpacket-socket-listen listen-seqpacket fdmove setuidgid
 COMMANDS += local-stream-socket-listen listen-stream local-datagram-socket-listen listen-datagram
 COMMANDS += tcp-socket-listen listen-tcp udp-socket-listen listen-udp
 MANPAGES := $(wildcard man/*.1)
+MAN3     := $(wildcard man/*.3)
 # Alias pages are one ".so man1/PAGE.1" line: installed, but not linted
 # alone (mandoc cannot follow a .so outside the installed tree).
 LINTPAGES = $(shell grep -L '^\.so ' $(MANPAGES))
-SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) $(MANPAGES)
+SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) $(MANPAGES) $(MAN3)
 STAMP    := $(VENV)/.installed
 
 .PHONY: all venv test demo bench lint fuzz install clean tools
@@ -50,7 +51,7 @@ test: venv tools lint
 
 lint: tools
 	@if command -v mandoc >/dev/null 2>&1; then \
-		out=$$(mandoc -Tlint -W warning $(LINTPAGES) 2>&1); \
+		out=$$(mandoc -Tlint -W warning $(LINTPAGES) $(MAN3) 2>&1); \
 		if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
 		echo "mandoc -Tlint: man pages clean"; \
 	else echo "lint: mandoc not installed; skipping man page lint"; fi
@@ -75,6 +76,8 @@ install:
 	for c in $(COMMANDS); do ln -sf chainload $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 0644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
 	ln -sf local-seqpacket-socket-listen.1 $(DESTDIR)$(PREFIX)/share/man/man1/listen-seqpacket.1
+	install -d $(DESTDIR)$(PREFIX)/share/man/man3
+	install -m 0644 $(MAN3) $(DESTDIR)$(PREFIX)/share/man/man3/
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

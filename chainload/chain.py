@@ -14,7 +14,7 @@ environment.
 import os
 import sys
 
-from chainload import core
+from chainload import core, process
 
 # name -> (module under chainload.commands, one-line summary).
 # Adding a command is one module and one line here.
@@ -90,43 +90,14 @@ def preload(argv):
     work when the new user cannot read the Python installation. Any bare
     builtin name among ARGV counts (an over-estimate is harmless).
     """
-    import warnings  # noqa: F401  (os.execvpe imports it)
+    import grp  # noqa: F401  (core's user and group lookups)
+    import pwd  # noqa: F401
 
     for word in argv:
         if is_builtin(word):
             module = load(word)
             if hasattr(module, "preload"):
                 module.preload()
-
-
-def _python_signals(ignored):
-    """Python ignores SIGPIPE and SIGXFSZ at start-up, and ignored signals
-    survive exec: reset them to their defaults for the next program, as a C
-    chain loader would leave them (and ignore them again if exec fails)."""
-    import _signal as signal  # built in and already loaded; signal.py costs ~1.5 ms
-
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
-
-
-def execute(argv, env):
-    """Replace this process with ARGV; only returns by raising Fail."""
-    name = argv[0]
-    _python_signals(ignored=False)
-    try:
-        if not name:
-            raise FileNotFoundError(2, "No such file or directory")
-        os.execvpe(name, argv, env)
-    except ValueError as e:  # an embedded NUL, or an empty argv[0]
-        raise core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name!r}: {e}") from None
-    except OSError as e:
-        import errno
-
-        status = (core.EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR)
-                  else core.EXIT_CANNOT_EXECUTE)
-        raise core.Fail(status, f"{name}: {os.strerror(e.errno)}") from None
-    finally:  # only reached when exec failed
-        _python_signals(ignored=True)
 
 
 class Chain:
@@ -146,7 +117,7 @@ def run_chain(argv, env, state):
         argv = module.run(args, env)
         if not argv:
             raise core.Fail(core.EXIT_USAGE, "Missing next program.")
-    execute(argv, env)
+    process.execute(argv, env)
 
 
 def umbrella(argv, env, state):
@@ -177,36 +148,14 @@ def personality(argv0):
     return name if is_builtin(name) else None
 
 
-def _undo_locale_coercion(env):
-    """Give the next program the LC_CTYPE this process was started with.
-
-    In a C or POSIX locale CPython sets LC_CTYPE=C.UTF-8 (PEP 538) in its
-    own environment before any of our code runs; a C chain loader passes
-    the environment on as it got it. /proc/self/environ still holds the
-    environment as exec'd, so take LC_CTYPE from there (first one wins, as
-    for getenv).
-    """
-    if env.get("LC_CTYPE") not in ("C.UTF-8", "C.utf8", "UTF-8"):
-        return
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            items = f.read().split(b"\0")
-    except OSError:
-        return
-    for item in items:
-        if item.startswith(b"LC_CTYPE="):
-            env["LC_CTYPE"] = os.fsdecode(item[len(b"LC_CTYPE="):])
-            return
-    del env["LC_CTYPE"]
-
-
 def main(argv=None):
     """Entry point of every installed name; returns the exit status."""
     state = Chain()
-    env = dict(os.environ)
     if argv is None:  # a real start-up, not a call from a test
-        _undo_locale_coercion(env)
-    argv = list(sys.argv if argv is None else argv)
+        process.catch_signals()
+        argv, env = process.start_argv(sys.argv), process.start_environ()
+    else:
+        argv, env = list(argv), dict(os.environ)
     try:
         name = personality(argv[0]) if argv else None
         if name is None:
@@ -228,24 +177,32 @@ def main(argv=None):
     return core.EXIT_SYSTEM  # not reached: execute() either execs or raises
 
 
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(c):
+    code = ord(c)
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _one_line(text):
     """TEXT with control and unprintable characters escaped: a message
-    quotes user input (paths, names, numbers), and must stay one line."""
+    quotes user input (paths, names, numbers), and must stay one line.
+    Built-ins only: after setuidgid no codec may be loadable."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 def _fatal(state, status, message):
     text = f"{_one_line(state.prog)}: FATAL: {_one_line(message)}\n"
     if status == core.EXIT_USAGE and state.usage:
         text += core.synopsis(state.usage) + "\n"
-    if sys.stderr is None:  # started with fd 2 closed
-        return status
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    core.write_out(sys.stderr, text)
     return status

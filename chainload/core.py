@@ -59,6 +59,23 @@ def abort():
             pass
 
 
+class signals_deferred:
+    """A block during which SIGINT, SIGTERM and SIGHUP wait (blocked) and are
+    handled on leaving it: for making something and registering it with
+    on_abort() as one step."""
+
+    def __enter__(self):
+        import _signal as signal
+
+        self.old = signal.pthread_sigmask(
+            signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+    def __exit__(self, *exc):
+        import _signal as signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+
 class Fail(Exception):
     """Stop the chain: the driver prints "PROG: FATAL: message" and exits."""
 
@@ -273,10 +290,19 @@ def synopsis(usage):
 def print_out(text):
     import sys
 
-    if sys.stdout is None:  # started with fd 1 closed: nothing to print to
+    write_out(sys.stdout, text + "\n")
+
+
+def write_out(stream, text):
+    """Write TEXT to STREAM (sys.stdout or sys.stderr) as the bytes it came
+    from: through the stream's binary buffer, never its codec (which would
+    change the bytes of a path in a legacy locale, and may need a codec
+    module that setuidgid's new user cannot read)."""
+    if stream is None:  # started with that descriptor closed
         return
     try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except OSError:
+        stream.flush()
+        stream.buffer.write(encode(text))
+        stream.buffer.flush()
+    except (OSError, ValueError, AttributeError):
         pass

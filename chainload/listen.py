@@ -19,8 +19,9 @@ options with the helpers below and ends with pass_listener().
 import os
 
 from chainload import core
+from chainload.listenfds import LISTEN_FDS_START, pidfd_id
+from chainload.listenfds import decimal as _decimal
 
-LISTEN_FDS_START = 3
 FD_NAME_MAX = 255
 
 # Option lines of the usage texts, shared by every listener.
@@ -30,13 +31,6 @@ PASSING_OPTIONS = """\
   --upstart-compatibility    Set UPSTART_FDS=3+n and UPSTART_EVENTS=socket.
   --systemd-compatibility    Count inherited LISTEN_FDS; set the LISTEN_* vars.
   --fd-name NAME             Name in LISTEN_FDNAMES (--systemd-compatibility)."""
-
-
-def _decimal(text):
-    """A strictly decimal non-negative int, or None."""
-    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
-        return None
-    return int(text)
 
 
 def inherited_count(env):
@@ -86,27 +80,6 @@ def backlog(args, somaxconn):
     if args["--backlog"] is None:
         return somaxconn
     return core.parse_number(args["--backlog"], "--backlog", core.INT_MAX)
-
-
-def pidfd_id():
-    """This process's pidfd inode number if the kernel has pidfs, else None.
-
-    Without pidfs every pidfd shares the one anonymous inode, which an
-    eventfd shows; only a pidfs inode identifies the process.
-    """
-    fds = []
-    try:
-        fds.append(os.pidfd_open(os.getpid()))
-        fds.append(os.eventfd(0))
-        pid, anon = os.fstat(fds[0]), os.fstat(fds[1])
-    except (OSError, AttributeError):
-        return None
-    finally:
-        for fd in fds:
-            os.close(fd)
-    if (pid.st_dev, pid.st_ino) == (anon.st_dev, anon.st_ino):
-        return None
-    return pid.st_ino
 
 
 def place(fd, target):

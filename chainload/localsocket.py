@@ -13,9 +13,9 @@ datagram socket is never listen()ed). The steps, in order:
    connect() of our own type is refused (ECONNREFUSED: nobody listens);
    anything but a socket, or a live socket, is refused and left alone.
 4. The file's identity (lstat: a socket owned by us, or someone replaced
-   it), then owner and special mode bits through an O_PATH handle on that
-   very inode. From here on every failure removes the file this run made,
-   and if the chain later ends without an exec, core.on_abort() does.
+   it), registered with core.on_abort() (signals wait from before the bind
+   until then); then owner and special mode bits through an O_PATH handle
+   on that very inode. From here on every failure removes the file.
 5. listen() (not for datagrams), then chainload.listen.pass_listener().
 """
 
@@ -125,6 +125,7 @@ def run(args, env, kind):
         sock = socket.socket(socket.AF_UNIX, kind)
     except OSError as e:
         raise core.system_error(path, e) from None
+    made = None  # (st_dev, st_ino) of the socket file this run made
     try:
         for flag, option in (("--pass-credentials", socket.SO_PASSCRED),
                              ("--pass-security", socket.SO_PASSSEC)):
@@ -133,24 +134,33 @@ def run(args, env, kind):
                     sock.setsockopt(socket.SOL_SOCKET, option, 1)
                 except OSError as e:
                     raise core.system_error(f"{path}: {flag}", e) from None
-        # The node is created with the final mode: umask ~mode around bind
-        # means it never exists with wider permissions, and no chmod by name
-        # follows.
-        old_umask = os.umask(0o777 & ~mode) if mode is not None else None
-        try:
-            _bind(sock, bind_to, path, abstract, kind)
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
-    except core.Fail:
+        # Until the file is registered for removal, a signal must wait: else
+        # SIGINT just after bind() would leave it behind.
+        with core.signals_deferred():
+            # The node is created with the final mode: umask ~mode around
+            # bind means it never exists with wider permissions, and no chmod
+            # by name follows.
+            old_umask = os.umask(0o777 & ~mode) if mode is not None else None
+            try:
+                _bind(sock, bind_to, path, abstract, kind)
+            finally:
+                if old_umask is not None:
+                    os.umask(old_umask)
+            if not abstract:
+                made = _identify(path)
+                # If the chain ends without exec'ing (this or a later link
+                # fails, the next program cannot be run, a signal), the
+                # driver removes our socket file; a successful exec never does.
+                core.on_abort(_remove_if_ours, path, made)
+    except (OSError, core.Fail) as e:
         sock.close()
-        raise
+        if isinstance(e, core.Fail):
+            raise
+        raise core.system_error(path, e) from None
 
     # 3. From here on a failure removes the socket file this run made.
-    made = None  # (st_dev, st_ino) of that file
     try:
-        if not abstract:
-            made = _identify(path)
+        if made is not None:
             _set_owner_and_mode(path, made, uid, gid, mode)
         # Owner and mode are right before listen(): until then every
         # connect() is refused. (A datagram socket takes messages from the
@@ -165,11 +175,6 @@ def run(args, env, kind):
         if isinstance(e, core.Fail):
             raise
         raise core.system_error(path, e) from None
-    if made is not None:
-        # The chain runs on in this process. If it ends without exec'ing
-        # (a later link fails, the next program cannot be run, a signal),
-        # the driver removes our socket file; a successful exec never does.
-        core.on_abort(_remove_if_ours, path, made)
     return args["<next-prog>"]
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A small AF_UNIX SOCK_SEQPACKET echo daemon that takes its listening
-socket the systemd way (sd_listen_fds(3)): standard library only.
+socket the systemd way (sd_listen_fds(3)) with chainload.activation,
+which needs nothing beyond the standard library.
 
 Run it behind a listener that binds the socket and passes it on fd 3:
 
@@ -34,10 +35,15 @@ import signal
 import socket
 import sys
 
+try:
+    from chainload import activation
+except ImportError:  # run from a checkout, chainload not installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from chainload import activation
+
 PROG = "echo_server"
 EXIT_USAGE = 100
 EXIT_SYSTEM = 111
-LISTEN_FDS_START = 3
 MAX_MESSAGE = 256 * 1024  # larger than any default socket send buffer
 PREFIX = b"echo: "
 
@@ -56,79 +62,38 @@ def log(message):
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def decimal(text):
-    """A strictly decimal non-negative int, or None."""
-    if text and text.isascii() and text.isdigit() and len(text) <= 10:
-        return int(text)
-    return None
-
-
-def own_pidfd_id():
-    """This process's pidfd inode number, or None if it cannot be had."""
-    try:
-        fd = os.pidfd_open(os.getpid())
-    except (OSError, AttributeError):
-        return None
-    try:
-        return os.fstat(fd).st_ino
-    finally:
-        os.close(fd)
-
-
-def listen_fds(environ):
-    """sd_listen_fds_with_names(1): [(fd, name), ...] passed to this process.
-
-    The LISTEN_* variables are removed from ENVIRON whatever the outcome,
-    so no child of ours mistakes them for its own. Raises Fatal(100) when
-    nothing was passed to *this* process.
-    """
-    pid = environ.pop("LISTEN_PID", None)
-    fds = environ.pop("LISTEN_FDS", None)
-    names = environ.pop("LISTEN_FDNAMES", None)
-    pidfd_id = environ.pop("LISTEN_PIDFDID", None)
-    if pid is None:
-        raise Fatal(EXIT_USAGE, "LISTEN_PID is not set: no socket was passed "
-                                "(run me behind listen-seqpacket --systemd-compatibility).")
-    if decimal(pid) != os.getpid():
-        raise Fatal(EXIT_USAGE, f"LISTEN_PID={pid} is not my pid ({os.getpid()}): "
-                                "the sockets are not for me.")
-    if pidfd_id is not None:
-        mine = own_pidfd_id()
-        if decimal(pidfd_id) is None:
-            raise Fatal(EXIT_USAGE, f"LISTEN_PIDFDID={pidfd_id}: Not a number.")
-        if mine is not None and decimal(pidfd_id) != mine:
-            raise Fatal(EXIT_USAGE, f"LISTEN_PIDFDID={pidfd_id} is not my pidfd id "
-                                    f"({mine}): the sockets are not for me.")
-    count = decimal(fds)
-    if count is None or count < 1:
-        raise Fatal(EXIT_USAGE, f"LISTEN_FDS={fds}: must be a number of at least 1.")
-    names = names.split(":") if names is not None else ["unknown"] * count
-    if len(names) != count:
-        raise Fatal(EXIT_USAGE, f"LISTEN_FDNAMES has {len(names)} names for "
-                                f"{count} descriptors.")
-    passed = list(zip(range(LISTEN_FDS_START, LISTEN_FDS_START + count), names))
-    for fd, _ in passed:
-        try:
-            os.set_inheritable(fd, False)  # close-on-exec, as sd_listen_fds does
-        except OSError as e:
-            raise Fatal(EXIT_SYSTEM, f"fd {fd}: {e.strerror}.") from None
-    return passed
-
-
-def listening_socket(fd):
-    """FD as a socket object, checked to be a listening SEQPACKET socket."""
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError as e:
-        raise Fatal(EXIT_SYSTEM, f"fd {fd}: {e.strerror}.") from None
+def listening_socket(sock):
+    """SOCK, checked to be a listening AF_UNIX SOCK_SEQPACKET socket."""
+    fd = sock.fileno()
     if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
-        sock.detach()
         raise Fatal(EXIT_USAGE, f"fd {fd}: Not an AF_UNIX SOCK_SEQPACKET socket.")
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-        sock.detach()
         raise Fatal(EXIT_USAGE, f"fd {fd}: Not a listening socket.")
     sock.setblocking(True)
     return sock
+
+
+def passed_socket(fd_name):
+    """The passed socket named FD_NAME (None: the first one) and its name.
+
+    chainload.activation takes the sockets only if they were passed to this
+    very process, sets close-on-exec on them and removes the LISTEN_*
+    variables, so no child of ours mistakes them for its own.
+    """
+    reason = activation.diagnose()  # before the variables are gone
+    by_name = activation.sockets_by_name()
+    if not by_name:
+        raise Fatal(EXIT_USAGE, f"{reason or 'no socket among the passed descriptors'}: "
+                                "nothing to serve (run me behind listen-seqpacket "
+                                "--systemd-compatibility).")
+    if fd_name is None:
+        name, sockets = next(iter(by_name.items()))  # fd order: fd 3 first
+    elif fd_name in by_name:
+        name, sockets = fd_name, by_name[fd_name]
+    else:
+        raise Fatal(EXIT_USAGE, f"--fd-name: {fd_name}: No such passed socket "
+                                f"(have: {', '.join(by_name)}).")
+    return listening_socket(sockets[0]), name
 
 
 def serve(conn):
@@ -182,17 +147,8 @@ def main(argv=None):
     signal.signal(signal.SIGINT, stop)
 
     try:
-        passed = listen_fds(os.environ)
-        if args.fd_name is None:
-            fd, name = passed[0]
-        else:
-            matches = [p for p in passed if p[1] == args.fd_name]
-            if not matches:
-                raise Fatal(EXIT_USAGE, f"--fd-name: {args.fd_name}: No such passed socket "
-                                        f"(have: {', '.join(n for _, n in passed)}).")
-            fd, name = matches[0]
-        listener = listening_socket(fd)
-        log(f"pid {os.getpid()}: listening on fd {fd} "
+        listener, name = passed_socket(args.fd_name)
+        log(f"pid {os.getpid()}: listening on fd {listener.fileno()} "
             f"(name {name}, {listener.getsockname() or 'unnamed'})")
         served = 0
         while not args.max_connections or served < args.max_connections:

@@ -44,10 +44,10 @@ def _server(env, *args):
 
 
 @pytest.mark.parametrize("env, words", [
-    ({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, "LISTEN_PID=1 is not my pid"),
+    ({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, "LISTEN_PID=1 is not this process"),
     ({"LISTEN_FDS": "1"}, "LISTEN_PID is not set"),
     ({}, "LISTEN_PID is not set"),
-    ({"LISTEN_PID": "x", "LISTEN_FDS": "1"}, "LISTEN_PID=x is not my pid"),
+    ({"LISTEN_PID": "x", "LISTEN_FDS": "1"}, "LISTEN_PID=x is not this process"),
 ])
 def test_server_refuses_sockets_not_for_it(env, words):
     proc = _server(env)

@@ -8,8 +8,8 @@ bytes), "@", overlong paths and paths inside the example's temporary
 directory.
 
 Each example runs chainload.chain.main() in-process in a forked child whose
-cwd is a fresh temporary directory, with os.execvpe (the one exec, in
-chainload.chain.execute) replaced by a recorder that fails the way execvpe
+cwd is a fresh temporary directory, with os.execve (the one exec, in
+chainload.process.execute) replaced by a recorder that fails the way execve
 would (ENOENT, EACCES) or records the argv. The child reports through a pipe
 and leaves with os._exit, so dup2, setuid and umask never touch pytest.
 
@@ -256,33 +256,15 @@ class _Exec(BaseException):
     """Raised by the exec recorder: the chain reached its final exec."""
 
 
-def fake_execvpe(file, args, env):
-    """os.execvpe's checks and errors, without replacing the process."""
+def fake_execve(path, args, env):
+    """execve(2)'s checks and errors, without replacing the process."""
     import errno
 
-    for text in [file, *args, *env, *env.values()]:
-        if "\0" in text:
-            raise ValueError("embedded null byte")
-    if not args or not args[0]:
-        raise ValueError("execv() arg 2 first element cannot be empty")
-    if os.path.dirname(file):
-        candidates = [file]
-    else:
-        candidates = [os.path.join(d or ".", file) for d in os.get_exec_path(env)]
-    first = None
-    for path in candidates:
-        try:
-            st_ = os.stat(path)
-        except OSError as e:
-            if e.errno not in (errno.ENOENT, errno.ENOTDIR) and first is None:
-                first = e
-            continue
-        if stat.S_ISDIR(st_.st_mode) or not os.access(path, os.X_OK) \
-                or not st_.st_mode & 0o111:
-            first = first or PermissionError(errno.EACCES, "Permission denied")
-            continue
-        raise _Exec(list(args))
-    raise first or FileNotFoundError(errno.ENOENT, "No such file or directory")
+    st_ = os.stat(path)  # ENOENT, ENOTDIR, ELOOP, ... as execve gives them
+    if stat.S_ISDIR(st_.st_mode) or not os.access(path, os.X_OK) \
+            or not st_.st_mode & 0o111 or not stat.S_ISREG(st_.st_mode):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    raise _Exec([a.decode("utf-8", "surrogateescape") for a in args])
 
 
 def child(argv, env, workdir, result_fd, streams, capture):
@@ -317,7 +299,7 @@ def child(argv, env, workdir, result_fd, streams, capture):
             sys.stdout = None
         elif streams == "stderr-closed":
             sys.stderr = None
-        os.execvpe = fake_execvpe
+        os.execve = fake_execve
         try:
             status = chainload.chain.main(argv)
             report = {"status": status}

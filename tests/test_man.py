@@ -278,6 +278,10 @@ def test_make_install(tmp_path):
         assert installed.is_file(), installed
         assert filecmp.cmp(installed, page, shallow=False), installed
         assert installed.stat().st_mode & 0o777 == 0o644
+    for page in sorted(MAN.glob("*.3")):  # chainload.activation(3)
+        installed = prefix / "share" / "man" / "man3" / page.name
+        assert installed.is_file(), installed
+        assert filecmp.cmp(installed, page, shallow=False), installed
     for alias, name in chain.ALIASES.items():  # `man listen-seqpacket`
         alias_page = prefix / "share" / "man" / "man1" / f"{alias}.1"
         if alias_page.is_symlink():

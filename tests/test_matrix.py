@@ -73,9 +73,11 @@ def _held_abstract(d):
 
 
 def _live_stream(d):
-    """A running stream server's socket at d/sock (kept open for the row)."""
+    """A running stream server's socket at d/sock (kept open for the row),
+    open to every user: the row means "live", also after setuidgid nobody."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(os.path.join(d, "sock"))
+    os.chmod(os.path.join(d, "sock"), 0o777)
     s.listen()
     return s
 

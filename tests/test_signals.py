@@ -1,4 +1,5 @@
-"""The next program must not inherit the signal dispositions Python sets.
+"""Signals: the next program gets the dispositions the chain inherited, and
+an interrupt before the exec undoes the run and kills it with the signal.
 
 CPython ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays
 ignored across exec. A C chain loader passes them on at their defaults, so
@@ -6,7 +7,14 @@ must we: otherwise `chainload ... daemon | head` leaves the daemon unable to
 die of SIGPIPE.
 """
 
+import os
+import shutil
 import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
 
 from conftest import command, run
 
@@ -34,3 +42,79 @@ def test_single_command_form_too():
     result = run([command("fdmove"), "-c", "5", "2", *SHOW])
     assert result.returncode == 0, result.stderr
     assert signal.SIGPIPE not in ignored_signals(result.stdout)
+
+
+# --- what the chain inherited reaches the next program ---------------------------
+
+def status_masks(stdout):
+    masks = {}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigBlk", "SigIgn", "SigCgt"):
+            mask = int(value.split()[0], 16)
+            masks[key] = {sig for sig in signal.Signals if mask & (1 << (sig - 1))}
+    return masks
+
+
+GREP = ["/bin/grep", "^Sig", "/proc/self/status"]
+WATCHED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def test_caught_signals_are_back_at_their_defaults(tmp_path):
+    result = run(["chainload", "listen-seqpacket", str(tmp_path / "s"), *GREP])
+    assert result.returncode == 0, result.stderr
+    masks = status_masks(result.stdout)
+    assert not masks["SigIgn"] & WATCHED
+    assert not masks["SigCgt"] & WATCHED  # (grep itself catches SIGSEGV)
+
+
+def test_ignored_and_blocked_signals_stay_so(tmp_path):
+    # As under nohup, with SIGINT ignored (a shell's background job) and a
+    # blocked signal: all three pass on unchanged.
+    def preexec():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    proc = subprocess.run([command("chainload"), "listen-seqpacket", str(tmp_path / "s"), *GREP],
+                          capture_output=True, text=True, preexec_fn=preexec, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    masks = status_masks(proc.stdout)
+    assert masks["SigIgn"] & WATCHED == {signal.SIGHUP, signal.SIGINT}
+    assert masks["SigBlk"] == {signal.SIGUSR1}
+
+
+# --- an interrupt undoes this run and kills it with the signal ----------------------
+
+@pytest.mark.parametrize("syscall", ["bind", "listen"])
+@pytest.mark.parametrize("signum", sorted(WATCHED))
+def test_signal_after_bind_removes_the_socket_and_kills(tmp_path, signum, syscall):
+    """strace holds the chain inside bind(2) or listen(2) for a while; the
+    signal arrives then. The chain must remove its socket file and die of
+    that very signal (a calling script must not carry on after exit 111)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (make test installs it as root)")
+    sock = tmp_path / "s.sock"
+    log = tmp_path / "strace.log"
+    proc = subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", str(log), "-e", f"trace={syscall},execve",
+         "-e", f"inject={syscall}:delay_exit=3000000",
+         command("chainload"), "listen-seqpacket", str(sock), "/bin/true"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while "DELAYED" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the chain never reached " + syscall
+            time.sleep(0.02)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        assert sock.exists()
+        os.kill(int(children[0]), signum)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    traced = log.read_text()
+    assert f"+++ killed by {signal.Signals(signum).name} +++" in traced, traced
+    assert 'execve("/bin/true"' not in traced
+    assert "FATAL" not in stderr and "Traceback" not in stderr, stderr
+    assert not sock.exists()
