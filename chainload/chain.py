@@ -23,6 +23,16 @@ COMMANDS = {
         "local_seqpacket_socket_listen",
         "bind an AF_LOCAL SOCK_SEQPACKET socket to fd 3+n, then chain",
     ),
+    "local-stream-socket-listen": (
+        "local_stream_socket_listen",
+        "listen on an AF_UNIX stream socket on fd 3+n",
+    ),
+    "local-datagram-socket-listen": (
+        "local_datagram_socket_listen",
+        "bind an AF_UNIX datagram socket on fd 3+n",
+    ),
+    "tcp-socket-listen": ("tcp_socket_listen", "listen on a TCP socket on fd 3+n"),
+    "udp-socket-listen": ("udp_socket_listen", "bind a UDP socket on fd 3+n"),
     "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
     "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
     "envdir": ("envdir", "set variables from the files of a directory, then chain"),
@@ -33,8 +43,15 @@ COMMANDS = {
     "softlimit": ("softlimit", "set resource soft limits, then chain"),
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
 }
-ALIASES = {"listen-seqpacket": "local-seqpacket-socket-listen"}
-ALIASES.update({"cd": "chdir", "setsid": "chainload-setsid"})
+ALIASES = {
+    "listen-seqpacket": "local-seqpacket-socket-listen",
+    "listen-stream": "local-stream-socket-listen",
+    "listen-datagram": "local-datagram-socket-listen",
+    "listen-tcp": "tcp-socket-listen",
+    "listen-udp": "udp-socket-listen",
+    "cd": "chdir",
+    "setsid": "chainload-setsid",
+}
 # Names that work in a chain (and as "chainload NAME") but are never
 # installed as programs: util-linux has a setsid(1), and cd is a shell
 # builtin (an executable cd elsewhere on PATH would be shadowed).

@@ -11,8 +11,9 @@ process), and optionally describes it in the environment:
       (otherwise unset, never stale);
   upstart (socket-event(7)): UPSTART_FDS=3+n, UPSTART_EVENTS=socket.
 
-Only the os module is needed here; a second listener calls pass_listener()
-after making its socket.
+Only the os module is needed here. Every listener (the AF_UNIX ones in
+chainload.localsocket, the IP ones in chainload.inetsocket) parses its
+options with the helpers below and ends with pass_listener().
 """
 
 import os
@@ -22,6 +23,14 @@ from chainload.listenfds import LISTEN_FDS_START, pidfd_id
 from chainload.listenfds import decimal as _decimal
 
 FD_NAME_MAX = 255
+
+# Option lines of the usage texts, shared by every listener.
+BACKLOG_OPTION = """\
+  -b, --backlog N            listen(2) backlog (default SOMAXCONN)."""
+PASSING_OPTIONS = """\
+  --upstart-compatibility    Set UPSTART_FDS=3+n and UPSTART_EVENTS=socket.
+  --systemd-compatibility    Count inherited LISTEN_FDS; set the LISTEN_* vars.
+  --fd-name NAME             Name in LISTEN_FDNAMES (--systemd-compatibility)."""
 
 
 def inherited_count(env):
@@ -52,6 +61,25 @@ def check_fd_name(name):
             "ASCII characters, no \":\")."
         )
     return name
+
+
+def passing(args):
+    """The checked --systemd-compatibility, --upstart-compatibility and
+    --fd-name of ARGS, as keyword arguments for pass_listener()."""
+    fd_name = args["--fd-name"]
+    if fd_name is not None:
+        check_fd_name(fd_name)
+        if not args["--systemd-compatibility"]:
+            raise core.usage_error("--fd-name: Needs --systemd-compatibility.")
+    return {"systemd": args["--systemd-compatibility"],
+            "upstart": args["--upstart-compatibility"], "fd_name": fd_name}
+
+
+def backlog(args, somaxconn):
+    """The checked --backlog of ARGS, SOMAXCONN if not given."""
+    if args["--backlog"] is None:
+        return somaxconn
+    return core.parse_number(args["--backlog"], "--backlog", core.INT_MAX)
 
 
 def place(fd, target):

@@ -21,6 +21,15 @@ KEYS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "LISTEN_PIDFDID",
         "UPSTART_FDS", "UPSTART_EVENTS")
 
 
+def sockopt(s, level, name):
+    """An integer socket option, or None where the family has no such option
+    (SO_PASSSEC on an IP socket is EOPNOTSUPP)."""
+    try:
+        return s.getsockopt(level, name)
+    except OSError:
+        return None
+
+
 def describe(fd):
     try:
         st = os.fstat(fd)
@@ -37,9 +46,10 @@ def describe(fd):
                 type=s.type.name if hasattr(s.type, "name") else int(s.type),
                 listening=bool(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)),
                 name=name.decode("latin-1") if isinstance(name, bytes) else name,
-                passcred=s.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED),
-                passsec=s.getsockopt(socket.SOL_SOCKET, socket.SO_PASSSEC),
+                passcred=sockopt(s, socket.SOL_SOCKET, socket.SO_PASSCRED),
+                passsec=sockopt(s, socket.SOL_SOCKET, socket.SO_PASSSEC),
             )
+            info.update(listener_options(s, fd))
         finally:
             s.close()
     else:
@@ -48,6 +58,43 @@ def describe(fd):
         except OSError:
             pass
     return info
+
+
+# --- the listener family (issue 11): options and libsystemd's view ------------------
+
+IP_FREEBIND = 15  # <linux/in.h>
+
+
+def listener_options(s, fd):
+    """Socket options the listeners set, and (with PROBE_LIBSYSTEMD=1) what
+    libsystemd's sd_is_socket*() say about FD."""
+    def get(level, name):
+        return sockopt(s, level, name)
+
+    out = {"proto": s.proto,
+           "reuseaddr": get(socket.SOL_SOCKET, socket.SO_REUSEADDR),
+           "reuseport": get(socket.SOL_SOCKET, socket.SO_REUSEPORT)}
+    if s.family in (socket.AF_INET, socket.AF_INET6):
+        out["freebind"] = get(socket.SOL_IP, IP_FREEBIND)
+    if s.family == socket.AF_INET6:
+        out["v6only"] = get(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    if os.environ.get("PROBE_LIBSYSTEMD"):
+        out["sd"] = libsystemd_view(fd)
+    return out
+
+
+def libsystemd_view(fd):
+    import ctypes
+
+    lib = ctypes.CDLL("libsystemd.so.0")
+    types = {"SOCK_STREAM": socket.SOCK_STREAM, "SOCK_DGRAM": socket.SOCK_DGRAM,
+             "SOCK_SEQPACKET": socket.SOCK_SEQPACKET}
+    return {
+        "unix": lib.sd_is_socket_unix(fd, 0, -1, None, ctypes.c_size_t(0)) > 0,
+        "inet": lib.sd_is_socket_inet(fd, 0, 0, -1, ctypes.c_uint16(0)) > 0,
+        "types": [n for n, t in types.items() if lib.sd_is_socket(fd, 0, t, -1) > 0],
+        "listening": lib.sd_is_socket(fd, 0, 0, 1) > 0,
+    }
 
 
 def main():

@@ -62,8 +62,15 @@ FUZZ = settings(
                            HealthCheck.filter_too_much],
 )
 
-LISTENERS = ("local-seqpacket-socket-listen", "listen-seqpacket")
-BUILTINS = (*chainload.chain.COMMANDS, *chainload.chain.ALIASES)
+LISTENERS = ("local-seqpacket-socket-listen", "listen-seqpacket",
+             "local-stream-socket-listen", "listen-stream",
+             "local-datagram-socket-listen", "listen-datagram")
+# tcp- and udp-socket-listen are not fuzzed: a random host would be looked
+# up in the DNS, or ("0", "*", "::") bind every address; tests may only use
+# the loopback addresses. Their refusals are rows of test_matrix.py.
+IP_LISTENERS = ("tcp-socket-listen", "listen-tcp", "udp-socket-listen", "listen-udp")
+BUILTINS = tuple(n for n in (*chainload.chain.COMMANDS, *chainload.chain.ALIASES)
+                 if n not in IP_LISTENERS)
 STATUSES = {chainload.core.EXIT_USAGE, chainload.core.EXIT_SYSTEM,
             chainload.core.EXIT_CANNOT_EXECUTE, chainload.core.EXIT_NOT_FOUND}
 
@@ -544,6 +551,7 @@ def _preimport():
 
 
 @pytest.mark.parametrize("command", ["chainload", "local-seqpacket-socket-listen",
+                                     "local-stream-socket-listen", "local-datagram-socket-listen",
                                      "fdmove", "setuidgid", "envdir", "umask", "softlimit"])
 def test_fuzz_command_line(command, space):
     @FUZZ
@@ -564,6 +572,8 @@ def test_fuzz_command_line(command, space):
     ["listen-seqpacket", "sock", "true"],
     ["listen-seqpacket", "stale.sock", "true"],
     ["listen-seqpacket", "file", "true"],
+    ["listen-stream", "stale.sock", "true"],
+    ["listen-datagram", "-m", "0600", "sock", "true"],
     ["chainload", "--version"],
     ["chainload", "fdmove", "-h"],
     ["setuidgid", "no-such-user-chainload", "true"],

@@ -183,7 +183,8 @@ def test_round_trip_keeps_message_boundaries(tmp_path, stale):
     if stale:
         old = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         old.bind(path)
-        old.listen()  # even a live socket: the new one takes the name
+        old.listen()
+        old.close()  # a dead server's socket is replaced (a live one is not)
     server = subprocess.Popen(
         [command(LISTEN), "--systemd-compatibility", path,
          sys.executable, "-I", "-S", "-c", ECHO_SERVER],
@@ -214,8 +215,6 @@ def test_round_trip_keeps_message_boundaries(tmp_path, stale):
             server.kill()
             server.wait()
     assert (server.returncode, out, err) == (0, "done\n", "")
-    if stale:
-        old.close()
 
 
 # --- systemd and upstart compatibility -----------------------------------------------

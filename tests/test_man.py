@@ -185,6 +185,13 @@ def test_page_has_the_standard_sections(page):
 
 # --- (2) pip install put the pages in the venv -----------------------------------
 
+def test_every_alias_page_is_an_alias():
+    """man/aliases/ holds only .so pages of aliases, each naming its command."""
+    for page in sorted((MAN / "aliases").glob("*.1")):
+        assert page.stem in chain.ALIASES, f"{page} is not the page of an alias"
+        assert page.read_text() == f".so man1/{chain.ALIASES[page.stem]}.1\n", page
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_installed_with_the_package(page):
     installed = INSTALLED_MAN / f"{page}.1"
@@ -259,7 +266,7 @@ def test_mandoc_lint():
 def test_groff_warnings():
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed")
-    for page in sorted(MAN.glob("*.1")):
+    for page in sorted(p for p in MAN.glob("*.1")):
         proc = subprocess.run(["groff", "-ww", "-z", "-man", str(page)],
                               capture_output=True, text=True, timeout=60)
         assert proc.stderr == "", f"{page.name}: {proc.stderr}"

@@ -72,6 +72,16 @@ def _held_abstract(d):
     return s
 
 
+def _live_stream(d):
+    """A running stream server's socket at d/sock (kept open for the row),
+    open to every user: the row means "live", also after setuidgid nobody."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(os.path.join(d, "sock"))
+    os.chmod(os.path.join(d, "sock"), 0o777)
+    s.listen()
+    return s
+
+
 def _envdir(d, bad=None):
     """An environment directory "env" with one good entry, and BAD."""
     env = os.path.join(d, "env")
@@ -98,7 +108,7 @@ def _envdir(d, bad=None):
 
 
 SETUP = {"file": _file, "symlink": _symlink, "dangling": _dangling, "dir": _dir,
-         "fifo": _fifo, "held-abstract": _held_abstract}
+         "fifo": _fifo, "held-abstract": _held_abstract, "live-stream": _live_stream}
 SETUP.update({"env": _envdir, **{f"env-{bad}": (lambda d, bad=bad: _envdir(d, bad)) for bad in
                                  ("dangling", "subdir", "fifo", "equals", "unreadable",
                                   "closed")}})
@@ -211,6 +221,55 @@ ROWS = [
         127, ["no-such-program-chainload", "No such file or directory"]),
     Row("listen-next-program-not-executable-removes-socket", [LS, "sock", "./file"],
         126, ["./file", "Permission denied"], setup=("file",)),
+    # --- the other listeners (issue 11) -----------------------------------------------
+    # A live socket is never replaced, whatever its type and the listener's.
+    Row("listen-stream-live-socket", ["listen-stream", "sock", "true"],
+        111, ["sock", "In use by a running server", "not replacing it"], setup=("live-stream",)),
+    Row("listen-seqpacket-live-stream-socket", [LS, "sock", "true"],
+        111, ["sock", "In use by a running server"], setup=("live-stream",)),
+    Row("listen-datagram-live-stream-socket", ["listen-datagram", "sock", "true"],
+        111, ["sock", "In use by a running server"], setup=("live-stream",)),
+    Row("listen-datagram-backlog", ["listen-datagram", "--backlog", "5", "sock", "true"],
+        100, ["--backlog", "Unrecognized option"]),
+    Row("listen-datagram-short-backlog", ["local-datagram-socket-listen", "-b", "5", "s", "true"],
+        100, ["-b", "Unrecognized option"]),
+    Row("listen-stream-missing-next-program", ["listen-stream", "sock"],
+        100, ["Missing next program"]),
+    Row("listen-tcp-port-0", ["listen-tcp", "127.0.0.1", "0", "true"],
+        100, ["service: 0", "Out of range (must be 1 to 65535)"]),
+    Row("listen-tcp-port-65536", ["listen-tcp", "127.0.0.1", "65536", "true"],
+        100, ["service: 65536", "Out of range"]),
+    Row("listen-tcp-port-99999", ["tcp-socket-listen", "127.0.0.1", "99999", "true"],
+        100, ["service: 99999", "Out of range"]),
+    Row("listen-udp-port-99999", ["listen-udp", "127.0.0.1", "99999", "true"],
+        100, ["service: 99999", "Out of range"]),
+    Row("listen-tcp-port-leading-zero", ["listen-tcp", "127.0.0.1", "080", "true"],
+        100, ["service: 080", "leading 0"]),
+    Row("listen-tcp-port-signed", ["listen-tcp", "127.0.0.1", "+80", "true"],
+        100, ["service: +80", "Not a port number"]),
+    Row("listen-tcp-port-hex", ["listen-tcp", "127.0.0.1", "0x50", "true"],
+        100, ["service: 0x50", "Not a port number"]),
+    Row("listen-tcp-port-empty", ["listen-tcp", "127.0.0.1", "", "true"],
+        100, ["Not a port number"]),
+    Row("listen-tcp-numeric-service-name", ["listen-tcp", "--numeric-service", "::1", "http",
+                                            "true"], 100, ["service: http", "Not a port number"]),
+    Row("listen-tcp-unknown-service", ["listen-tcp", "127.0.0.1", "x", "true"],
+        111, ["127.0.0.1 x: ", "Servname not supported"]),
+    Row("listen-udp-unknown-host", ["listen-udp", "no-such-host.invalid", "53", "true"],
+        111, ["no-such-host.invalid 53: "]),
+    Row("listen-tcp-numeric-host-name", ["listen-tcp", "-H", "localhost", "8080", "true"],
+        111, ["localhost 8080: Name or service not known"]),
+    Row("listen-tcp-empty-host", ["listen-tcp", "", "8080", "true"], 100, ["Empty host name"]),
+    Row("listen-udp-backlog", ["listen-udp", "--backlog", "5", "127.0.0.1", "53", "true"],
+        100, ["--backlog", "Unrecognized option"]),
+    Row("listen-tcp-backlog-negative", ["listen-tcp", "-b", "-1", "127.0.0.1", "80", "true"],
+        100, ["--backlog", "Out of range"]),
+    Row("listen-tcp-missing-service", ["listen-tcp", "127.0.0.1"], 100, ["Missing operand"]),
+    Row("listen-tcp-missing-next-program", ["listen-tcp", "127.0.0.1", "80"],
+        100, ["Missing next program"]),
+    Row("listen-udp-fd-name-without-systemd",
+        ["listen-udp", "--fd-name", "dns", "127.0.0.1", "53", "true"],
+        100, ["--fd-name", "Needs --systemd-compatibility"]),
     # --- fdmove ---------------------------------------------------------------------
     Row("fdmove-to-not-a-number", ["fdmove", "x", "1", "true"], 100, ["to", "x", "Not a number"]),
     Row("fdmove-to-bad-octal", ["fdmove", "09", "1", "true"], 100, ["to", "09", "Not a number"]),
