@@ -178,7 +178,7 @@ and sd_listen_fds(3).
 import os
 
 from chainload.core import decode
-from chainload.listenfds import INT_MAX, LISTEN_FDS_START, U64_MAX, decimal, pidfd_id
+from chainload.listenfds import INT_MAX, LISTEN_FDS_START, decimal, pidfd_mismatch
 
 __all__ = ["LISTEN_FDS_START", "VARIABLES", "UPSTART_VARIABLES", "listen_fds",
            "listen_sockets", "sockets_by_name", "upstart_fd", "diagnose"]
@@ -221,14 +221,9 @@ def _examine():
     if decimal(pid_text) != os.getpid():
         return [], [], f"LISTEN_PID={pid_text} is not this process ({os.getpid()})"
     ident_text = _getenv("LISTEN_PIDFDID")
-    if ident_text is not None:
-        ident = decimal(ident_text, U64_MAX)
-        if ident is None:
-            return [], [], f"LISTEN_PIDFDID={ident_text}: Not a number"
-        mine = pidfd_id()
-        if mine is not None and ident != mine:
-            return [], [], (f"LISTEN_PIDFDID={ident_text} is not this process's "
-                            f"pidfd ({mine})")
+    reason = ident_text is not None and pidfd_mismatch(ident_text)
+    if reason:
+        return [], [], reason
     count_text = _getenv("LISTEN_FDS")
     if count_text is None:
         return [], [], "LISTEN_FDS is not set"

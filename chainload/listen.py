@@ -19,7 +19,7 @@ options with the helpers below and ends with pass_listener().
 import os
 
 from chainload import core
-from chainload.listenfds import LISTEN_FDS_START, pidfd_id
+from chainload.listenfds import LISTEN_FDS_START, pidfd_id, pidfd_mismatch
 from chainload.listenfds import decimal as _decimal
 
 FD_NAME_MAX = 255
@@ -37,10 +37,15 @@ def inherited_count(env):
     """How many listening descriptors the environment says we already hold.
 
     LISTEN_FDS counts only when LISTEN_PID is this process (a chain never
-    forks, so an earlier listener in it set our own pid). Anything missing,
-    malformed or stale counts as none.
+    forks, so an earlier listener in it set our own pid) and, where
+    LISTEN_PIDFDID is set and the kernel has pidfs, that names this process
+    too (as chainload.activation and sd_listen_fds(3) check). Anything
+    missing, malformed or stale counts as none.
     """
     if _decimal(env.get("LISTEN_PID")) != os.getpid():
+        return 0
+    ident = env.get("LISTEN_PIDFDID")
+    if ident is not None and pidfd_mismatch(ident):
         return 0
     count = _decimal(env.get("LISTEN_FDS"))
     if count is None or count > core.INT_MAX - LISTEN_FDS_START - 1:

@@ -45,3 +45,15 @@ def pidfd_id():
     if (pid.st_dev, pid.st_ino) == (anon.st_dev, anon.st_ino):
         return None
     return pid.st_ino
+
+
+def pidfd_mismatch(text):
+    """Why LISTEN_PIDFDID=TEXT does not name this process, or None if it
+    does or cannot be checked (a kernel without pidfs)."""
+    ident = decimal(text, U64_MAX)
+    if ident is None:
+        return f"LISTEN_PIDFDID={text}: Not a number"
+    mine = pidfd_id()
+    if mine is not None and ident != mine:
+        return f"LISTEN_PIDFDID={text} is not this process's pidfd ({mine})"
+    return None

@@ -663,3 +663,32 @@ def test_bad_number_is_reported_before_any_name_lookup(tmp_path):
     assert result.returncode == 100, result.stderr
     assert "--gid: x: Not a number." in result.fatal_line()
     assert not (tmp_path / "s.sock").exists()
+
+
+@pytest.mark.parametrize("pidfdid, stacks", [("1", False), ("x", False), ("mine", True)])
+def test_inherited_listen_pidfdid_must_name_this_process(tmp_path, probe, pidfdid, stacks):
+    """LISTEN_PID is ours but LISTEN_PIDFDID names another process (a pid
+    reused after the sender died): the variables are stale, as
+    chainload.activation and sd_listen_fds(3) would judge them."""
+    from chainload.listenfds import pidfd_id
+
+    if pidfd_id() is None:
+        pytest.skip("this kernel has no pidfs: LISTEN_PIDFDID cannot be checked")
+    held = tmp_path / "held"
+    held.write_text("x")
+    path = str(tmp_path / "s")
+    # "mine": the probe's own pidfd inode, read by a one-line Python in the
+    # shell's process before it execs the chain (same pid, same pidfd).
+    ident = ('"$(python3 -c "import os; print(os.fstat(os.pidfd_open($$)).st_ino)")"'
+             if pidfdid == "mine" else pidfdid)
+    r = run(["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_PIDFDID={ident} exec "$@" 3<"$HELD"',
+             "sh", command(LISTEN), "--systemd-compatibility", path, *probe],
+            env=clean_env(HELD=str(held), LISTEN_FDS="1"))
+    assert r.returncode == 0, r.stderr
+    if stacks:
+        assert sock(r.report, 3)["target"] == str(held)
+        assert_listener(sock(r.report, 4), path)
+        assert r.report["env"]["LISTEN_FDS"] == "2"
+    else:
+        assert_listener(sock(r.report, 3), path)
+        assert r.report["env"]["LISTEN_FDS"] == "1"
