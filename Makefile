@@ -54,7 +54,7 @@ demo: venv
 	$(BIN)/python examples/demo.py
 
 bench: venv
-	$(BIN)/python tests/bench.py
+	$(BIN)/python tests/bench.py $(ARGS)
 
 fuzz: venv
 	CHAINLOAD_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/test_fuzz.py
