@@ -10,18 +10,14 @@ a new command is covered when it is added to the table) and the umbrella's.
 
 import contextlib
 import io
-import sys
-from pathlib import Path
 
 import docopt
+import freeze_usages
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chainload import chain, core
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import freeze_usages  # noqa: E402
 
 USAGES = {"chainload": chain._umbrella_usage(),
           **{name: chain.load(name).USAGE for name in chain.COMMANDS}}
