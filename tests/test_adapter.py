@@ -52,7 +52,7 @@ def test_parsed_usage_is_docopts_parse(name):
     usage = USAGES[name]
     from chainload import _parsed
 
-    assert usage in _parsed.USAGES
+    assert usage in _parsed.USAGES, "run `.venv/bin/python tests/freeze_usages.py`"
     pattern, options = core._parse(docopt, usage)
     compiled = core._compile(usage)
     assert repr(compiled[0]) == repr(pattern)
