@@ -163,43 +163,103 @@ def parse_number(text, what, maximum, minimum=0):
 
 
 # --- the docopt adapter --------------------------------------------------------
+# docopt() parses its usage text on every call and tokenizes the whole
+# command line; in a chain, a link's command line is the rest of the chain.
+# The adapter keeps docopt's own parser and matcher and changes three
+# things: the usage texts, which are constant, are parsed once at build time
+# (chainload/_parsed.py; any other text once per process), their lint runs
+# in the tests, and a link's words are found without tokenizing the words
+# after them (see _match). tests/test_adapter.py holds the result to
+# docopt.docopt(usage, argv, options_first=True) on random command lines,
+# for the usage text of every command in the table.
 
-# Parsed usage texts, so a chain that runs the same command many times
-# parses its usage once per process.
+# usage text -> what _compile returns for it.
 _patterns = {}
 
 
 def _compile(usage):
-    import docopt as d
-
+    """(pattern, options, cut, defaults, known) of USAGE: docopt's parse of
+    it, once per process; _cut()'s verdict on it; the value docopt() gives
+    each name when it is not on the command line; the names of its options."""
     cached = _patterns.get(usage)
     if cached is None:
-        sections = _sections(d, usage)
-        d.lint_docstring(sections)
-        options = [
-            *d.parse_options(sections.before_usage),
-            *d.parse_options(sections.after_usage),
-        ]
-        pattern = d.parse_pattern(d.formal_usage(sections.usage_body), options)
-        # fix() compares leaves by repr, O(n^2) in their number: run it before
-        # the [options] shortcuts get their options. It would leave them
-        # unchanged anyway (they are named nowhere else and, outside a "...",
-        # never repeated), so the result is the same, for ~2.5 ms less.
-        early = not any(r.flat(d.OptionsShortcut) for r in pattern.flat(d.OneOrMore))
-        if early:
-            pattern.fix()
-        named = set(pattern.flat(d.Option))
-        for shortcut in pattern.flat(d.OptionsShortcut):
-            shortcut.children = [o for o in options if o not in named]
-        # A one-line usage ending in <next-prog>...: _match gives docopt only
-        # the words up to the first of next-prog (the rest is next-prog
-        # anyway), so a link costs the same however long the chain after it.
-        operands = None  # how many operands come before <next-prog>
-        body = sections.usage_body.strip()
-        if "\n" not in body and body.endswith("<next-prog>..."):
-            operands = len({a.name for a in pattern.flat(d.Argument)}) - 1
-        cached = _patterns[usage] = (pattern if early else pattern.fix(), options, operands)
+        import docopt as d
+
+        from chainload import _parsed
+
+        frozen = _parsed.USAGES.get(usage)
+        pattern, options = _parse(d, usage) if frozen is None else (
+            _thaw(d, frozen[0]), [_thaw(d, o) for o in frozen[1]])
+        defaults = {a.name: a.value for a in pattern.flat()}
+        known = {o.name for o in options}
+        cached = _patterns[usage] = (pattern, options, _cut(d, pattern), defaults, known)
     return cached
+
+
+def _parse(d, usage):
+    """docopt's (pattern, options) of USAGE, as docopt() builds them."""
+    sections = _sections(d, usage)
+    options = [
+        *d.parse_options(sections.before_usage),
+        *d.parse_options(sections.after_usage),
+    ]
+    pattern = d.parse_pattern(d.formal_usage(sections.usage_body), options)
+    # fix() compares leaves by repr, O(n^2) in their number: run it before
+    # the [options] shortcuts get their options. It would leave them
+    # unchanged anyway (they are named nowhere else and, outside a "...",
+    # never repeated), so the result is the same, with fewer comparisons.
+    early = not any(r.flat(d.OptionsShortcut) for r in pattern.flat(d.OneOrMore))
+    if early:
+        pattern.fix()
+    named = set(pattern.flat(d.Option))
+    for shortcut in pattern.flat(d.OptionsShortcut):
+        shortcut.children = [o for o in options if o not in named]
+    return pattern if early else pattern.fix(), options
+
+
+def freeze(d, node):
+    """A docopt pattern NODE as nested tuples of constants (for _parsed.py)."""
+    if isinstance(node, d.BranchPattern):
+        return (type(node).__name__, tuple(freeze(d, c) for c in node.children))
+    if type(node) is d.Option:
+        return ("Option", node.short, node.longer, node.argcount, node.value)
+    return (type(node).__name__, node.name, node.value)
+
+
+def _thaw(d, node):
+    """The docopt pattern that freeze() made NODE from."""
+    cls = getattr(d, node[0])
+    if issubclass(cls, d.BranchPattern):
+        return cls(*(_thaw(d, c) for c in node[1]))
+    return cls(*node[1:])
+
+
+def _cut(d, pattern):
+    """(dashdash, singles, name) for a one-line usage of the chain-loader
+    form "prog [options] [--] <a> ... <z> <next-prog>...", else None.
+
+    DASHDASH: an optional "--" comes before the operands; SINGLES: how many
+    operands (or command words) are matched one word each before the last,
+    repeated one; NAME: that one's name. Options may stand anywhere.
+    """
+    if len(pattern.children) != 1 or type(pattern.children[0]) is not d.Required:
+        return None  # more than one usage line
+    *items, last = pattern.children[0].children or [None]
+    if type(last) is not d.OneOrMore or [type(c) for c in last.children] != [d.Argument]:
+        return None
+    dashdash, singles = False, 0
+    for item in items:
+        if all(type(leaf) is d.Option for leaf in item.flat()):
+            continue
+        if (type(item) is d.NotRequired and len(item.children) == 1
+                and type(item.children[0]) is d.Command and item.children[0].name == "--"
+                and not dashdash and not singles):
+            dashdash = True
+        elif type(item) in (d.Argument, d.Command):
+            singles += 1
+        else:
+            return None
+    return dashdash, singles, last.children[0].name
 
 
 def _sections(d, usage):
@@ -220,33 +280,61 @@ def _sections(d, usage):
     return d.DocSections("", "Usage:", body, "\n".join(lines[n:]))
 
 
+def _leading_options(d, options, argv):
+    """docopt's tokens for the options that start ARGV, and the index of its
+    first operand (len(ARGV) if it has none).
+
+    With options_first, parse_argv reads each word and at most the one
+    after it, and turns everything from the first operand (or "--") on into
+    operands. So parsing a prefix of ARGV that contains the first operand
+    gives the same option tokens as parsing all of it: parse a window that
+    grows fourfold until it does (or is all of ARGV). A link's options
+    cost the same however long the chain after it.
+    """
+    size = 8
+    while True:
+        window = argv[:size]
+        try:
+            tokens = d.parse_argv(d.Tokens(window), list(options), True)
+        except d.DocoptExit:  # e.g. an option whose argument lies past the window
+            if size >= len(argv):
+                raise
+        else:
+            operands = sum(type(t) is d.Argument for t in tokens)
+            if operands or size >= len(argv):
+                return tokens[:len(tokens) - operands], len(window) - operands
+        size *= 4
+
+
 def _match(usage, argv):
     """Return (parsed dict or None, one-line complaint or None)."""
     import docopt as d
 
-    pattern, options, operands = _compile(usage)
-    tokens = d.parse_argv(d.Tokens(argv), list(options), True)
-    rest = None
-    if operands is not None:
-        # options_first: every word from the first operand on is an Argument.
-        first = next((i for i, t in enumerate(tokens) if type(t) is d.Argument), len(tokens))
-        if first < len(tokens):
-            keep = first + (tokens[first].value == "--") + operands + 1
-            if len(tokens) > keep:
-                rest = [t.value for t in tokens[keep - 1:]]
-                tokens = tokens[:keep]
-    if any(isinstance(o, d.Option) and o.name in ("-h", "--help") and o.value
-           for o in tokens):
-        raise _Help
-    known = {o.name for o in options}
-    unknown = [o.name for o in tokens if isinstance(o, d.Option) and o.name not in known]
-    if unknown:
-        return None, f"{unknown[0]}: Unrecognized option."
+    pattern, options, cut, defaults, known = _compile(usage)
+    if cut is None:
+        tokens = d.parse_argv(d.Tokens(argv), list(options), True)
+        given = [t for t in tokens if type(t) is d.Option]
+    else:
+        # Only this link's words go to docopt: its options, "--", its
+        # single operands and the first word of the repeated last operand,
+        # which takes the rest of ARGV whatever it is.
+        dashdash, singles, last = cut
+        given, first = _leading_options(d, options, argv)
+        keep = first + (dashdash and argv[first:first + 1] == ["--"]) + singles + 1
+        tokens = given + [d.Argument(None, word) for word in argv[first:keep]]
+    for o in given:
+        if o.value and o.name in ("-h", "--help"):
+            raise _Help
+    for o in given:
+        if o.name not in known:
+            return None, f"{o.name}: Unrecognized option."
     matched, left, collected = pattern.match(tokens)
     if matched and not left:
-        args = dict((a.name, a.value) for a in pattern.flat() + collected)
-        if rest is not None:
-            args["<next-prog>"] = rest
+        args = dict(defaults)
+        for a in collected:
+            args[a.name] = a.value
+        if cut is not None:
+            args[last] = argv[keep - 1:]
         return args, None
     if matched:
         return None, f"{left[0].name if isinstance(left[0], d.Option) else left[0].value}: " \

@@ -1,7 +1,8 @@
 """Start-up benchmark of whole chainload commands, as a user runs them.
 
-Run it as `make bench` (that is, `.venv/bin/python tests/bench.py`): every
-command is taken from the venv of the interpreter running this script.
+Run it as `make bench` (that is, `.venv/bin/python tests/bench.py`; `make
+bench ARGS=--quick` passes the arguments on): every command is taken from
+the venv of the interpreter running this script.
 
     .venv/bin/python tests/bench.py [--runs N] [--quick] [--json FILE]
 
@@ -9,12 +10,13 @@ Method. Each case is a complete command line started with os.posix_spawn
 and reaped with os.wait4; a run's time is time.perf_counter() around the
 spawn and the wait. The cases are interleaved: every round runs each case
 once, in a freshly shuffled order, so drift of the machine hits all cases
-alike. Reported are the median over rounds of each case, and each ratio as
-the median of the per-round ratios. The environment of every run is just
-PATH (and LANG when set), so a PYTHON* variable of the caller (such as
-PYTHONDONTWRITEBYTECODE) changes nothing; stdin is /dev/null, stdout and
-stderr go to /dev/null once a first, checked run of each case has
-succeeded. Warm-up rounds come first (and write any missing .pyc files).
+alike. Reported are the median over rounds of each case, and each ratio or
+difference as the median of the per-round ratios or differences. The
+environment of every run is just PATH (and LANG when set), so a PYTHON*
+variable of the caller (such as PYTHONDONTWRITEBYTECODE) changes nothing;
+stdin is /dev/null, stdout and stderr go to /dev/null once a first, checked
+run of each case has succeeded. Warm-up rounds come first (and write any
+missing .pyc files).
 
 Beside wall time, each run's CPU time (user + system, from the same
 wait4) is reported, with the same ratios: on a busy machine wall time
@@ -34,20 +36,36 @@ which forks the command from its own small process and reports the
 command's ru_maxrss from its wait4. Without GNU time, RSS is skipped with a
 note.
 
-Cases:
-  bare     python -c "import os; os.execv('/bin/true', ['true'])"
-  floor    the same after importing what a chain cannot avoid
-           (docopt, socket, pwd, grp)
-  chain3   chainload local-seqpacket-socket-listen PATH fdmove 0 3
-           setuidgid nobody /bin/true   (no setuidgid unless root)
-  links1   chainload fdmove -c 5 2 /bin/true
-  links17  chainload with 17 "fdmove -c 5 2" links, then /bin/true
-  s6       s6-ipcserver-socketbinder PATH /usr/lib/execline/bin/fdmove 0 0
-           s6-setuidgid nobody /bin/true   (skipped when s6 or execline
-           is not installed)
+The floor is the bare interpreter plus exactly the modules chain3 imports
+that are not chainload's own (FLOOR_IMPORTS). The script checks that with
+`python -X importtime` on chain3 and says so when the two sets differ.
 
-Targets: chain3 <= 1.15 x floor; one more in-process link,
-(links17 - links1) / 16, <= 0.5 ms; peak RSS of chain3 <= bare + 5 MiB.
+Cases:
+  bare       python -c "import os; os.execv('/bin/true', ['true'])"
+  floor      the same after importing FLOOR_IMPORTS
+  chain3     chainload local-seqpacket-socket-listen PATH fdmove 0 3
+             setuidgid nobody /bin/true   (no setuidgid unless root),
+             through the venv's console script
+  installed  the same through the launcher of `make install`: the script
+             runs `make install PREFIX=<temporary directory>` once first
+             (skipped with a note if that fails)
+  help       chainload --help
+  linksN     chainload with N "fdmove -c 5 2" links, then /bin/true, for N
+             in 1, 10, 100 and 1000
+  s6         s6-ipcserver-socketbinder PATH /usr/lib/execline/bin/fdmove 0 0
+             s6-setuidgid nobody /bin/true
+  c-linksN   execline's fdmove -c 5 2, N times (one exec per link), for N
+             in 1 and 10   (s6 and c-links are skipped when s6 or execline
+             is not installed: apt-get install s6 execline)
+
+The cost of a link: (linksN - links1) / (N - 1) at every N, a least-squares
+line through the medians of links1..links1000 (its slope is the per-link
+cost) and a parabola through them (its n^2 term shows whether a link's cost
+grows with the chain).
+
+Targets: chain3 (both ways) <= 1.10 x floor; per-link cost <= 0.05 ms at
+every length and on the line; links1000 <= links1 + 60 ms; peak RSS of
+chain3 <= bare + 3 MiB and of links1000 <= chain3 + 2 MiB.
 
 This is a script, not a test: it has no test functions and asserts nothing
 about time. Its exit status is 0 whether targets pass or miss, 1 if a case
@@ -61,11 +79,13 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python")
 CHAINLOAD = str(BIN / "chainload")
@@ -75,11 +95,19 @@ EXECLINE_FDMOVE = "/usr/lib/execline/bin/fdmove"
 GNU_TIME = "/usr/bin/time"
 RSS_ROUNDS = 10  # peak RSS barely varies; at most this many rounds
 
-TARGET_RATIO = 1.15  # chain3 / floor
-TARGET_LINK_MS = 0.5  # one more in-process link
-TARGET_RSS_KIB = 5 * 1024  # chain3 - bare
+LINKS = (1, 10, 100, 1000)
+C_LINKS = (1, 10)
+LINK = ["fdmove", "-c", "5", "2"]
 
-FLOOR_IMPORTS = "docopt, socket, pwd, grp"
+TARGET_RATIO = 1.10  # chain3 / floor
+TARGET_LINK_MS = 0.05  # per link, at every length
+TARGET_GROWTH_MS = 60.0  # links1000 - links1
+TARGET_RSS_MIB = 3.0  # chain3 - bare
+TARGET_LINKS_RSS_MIB = 2.0  # links1000 - chain3
+
+# What chain3 imports beyond the interpreter's start-up set and chainload's
+# own modules (checked at every run, see floor_check).
+FLOOR_IMPORTS = "docopt, _socket, pwd, errno"
 
 
 class Case:
@@ -110,8 +138,6 @@ def _env():
 
 def check(case, env):
     """One run with output kept; None if it exits 0, else its complaint."""
-    import subprocess
-
     case.clean()
     try:
         proc = subprocess.run(case.argv, env=env, stdin=subprocess.DEVNULL,
@@ -148,8 +174,6 @@ def run_once(case, env):
 
 def gnu_time():
     """GNU time, if it is the one at GNU_TIME (-f %M = peak RSS in KiB)."""
-    import subprocess
-
     if not os.access(GNU_TIME, os.X_OK):
         return None
     try:
@@ -176,24 +200,38 @@ def rss_once(case, env, timer, out):
     case.rss.append(int(lines[-1]))
 
 
-def build_cases(tmp):
-    root = os.geteuid() == 0
+def median_ratio(a, b):
+    """Median over rounds of a[i] / b[i]."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def pctl(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def chain3(chainload, sock, root):
     drop = ["setuidgid", "nobody"] if root else []
+    return [chainload, "local-seqpacket-socket-listen", sock, "fdmove", "0", "3", *drop, TRUE]
+
+
+def build_cases(tmp, installed):
+    root = os.geteuid() == 0
+    note = "" if root else "not root: without setuidgid nobody"
     cases = [
         Case("bare", [PYTHON, "-c", f"import os; os.execv({TRUE!r}, ['true'])"]),
         Case("floor", [PYTHON, "-c",
                        f"import {FLOOR_IMPORTS}, os; os.execv({TRUE!r}, ['true'])"]),
     ]
     sock = os.path.join(tmp, "chain3.sock")
-    cases.append(Case(
-        "chain3",
-        [CHAINLOAD, "local-seqpacket-socket-listen", sock, "fdmove", "0", "3", *drop, TRUE],
-        sockets=[sock],
-        note="" if root else "not root: without setuidgid nobody",
-    ))
-    link = ["fdmove", "-c", "5", "2"]
-    cases.append(Case("links1", [CHAINLOAD, *link, TRUE]))
-    cases.append(Case("links17", [CHAINLOAD, *(link * 17), TRUE]))
+    cases.append(Case("chain3", chain3(CHAINLOAD, sock, root), sockets=[sock], note=note))
+    if installed:
+        sock = os.path.join(tmp, "installed.sock")
+        cases.append(Case("installed", chain3(installed, sock, root), sockets=[sock],
+                          note=note))
+    cases.append(Case("help", [CHAINLOAD, "--help"]))
+    for n in LINKS:
+        cases.append(Case(f"links{n}", [CHAINLOAD, *(LINK * n), TRUE]))
 
     binder = shutil.which("s6-ipcserver-socketbinder")
     s6_setuidgid = shutil.which("s6-setuidgid")
@@ -203,21 +241,79 @@ def build_cases(tmp):
         cases.append(Case("s6", [binder, sock, EXECLINE_FDMOVE, "0", "0", *cdrop, TRUE],
                           sockets=[sock],
                           note="" if root else "not root: without s6-setuidgid nobody"))
+        for n in C_LINKS:
+            cases.append(Case(f"c-links{n}", [*([EXECLINE_FDMOVE, *LINK[1:]] * n), TRUE]))
     else:
         print("note: s6 and/or execline not installed (s6-ipcserver-socketbinder, "
-              f"s6-setuidgid, {EXECLINE_FDMOVE}); skipping the C chain "
+              f"s6-setuidgid, {EXECLINE_FDMOVE}); skipping the C chains "
               "(apt-get install s6 execline)")
     return cases
 
 
-def median_ratio(a, b):
-    """Median over rounds of a[i] / b[i]."""
-    return statistics.median(x / y for x, y in zip(a, b))
+def make_install(prefix):
+    """`make install PREFIX=prefix` from this checkout; its launcher or None."""
+    make = shutil.which("make")
+    if make is None:
+        print("note: make not found: the installed launcher is not timed")
+        return None
+    print(f"installing into {prefix} (make install) ...", flush=True)
+    try:
+        proc = subprocess.run([make, "-C", str(ROOT), "install", f"PREFIX={prefix}"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=900)
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"note: make install failed ({e}): the installed launcher is not timed")
+        return None
+    launcher = os.path.join(prefix, "bin", "chainload")
+    if proc.returncode != 0 or not os.access(launcher, os.X_OK):
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        print(f"note: make install failed (status {proc.returncode}): "
+              f"{' | '.join(last)}; the installed launcher is not timed")
+        return None
+    return launcher
 
 
-def pctl(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+def imported(argv, env):
+    """The modules `python -X importtime` reports for ARGV (argv[0] python)."""
+    proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                names.add(name)
+    return names
+
+
+def floor_check(by, env):
+    """(chain3's own imports, the floor's) beyond bare, chainload's left out."""
+    bare = imported(by["bare"].argv, env)
+    by["chain3"].clean()
+    chain = imported([PYTHON, *by["chain3"].argv], env)
+    by["chain3"].clean()
+    floor = imported(by["floor"].argv, env)
+    chain = {m for m in chain - bare if m.split(".")[0] != "chainload"}
+    return sorted(chain), sorted(floor - bare)
+
+
+def fit(xs, ys, degree):
+    """Least-squares polynomial coefficients [c0, c1, ...] of Y over X."""
+    scale = max(xs)  # keeps the normal equations well conditioned
+    us = [x / scale for x in xs]
+    k = degree + 1
+    a = [[sum(u ** (i + j) for u in us) for j in range(k)] for i in range(k)]
+    b = [sum(y * u ** i for u, y in zip(us, ys)) for i in range(k)]
+    for col in range(k):  # Gauss-Jordan with partial pivoting
+        pivot = max(range(col, k), key=lambda r: abs(a[r][col]))
+        a[col], a[pivot], b[col], b[pivot] = a[pivot], a[col], b[pivot], b[col]
+        for r in range(k):
+            if r != col:
+                f = a[r][col] / a[col][col]
+                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
+                b[r] -= f * b[col]
+    return [b[i] / a[i][i] / scale ** i for i in range(k)]
 
 
 def main(argv=None):
@@ -239,10 +335,11 @@ def main(argv=None):
 
     env = _env()
     rng = random.Random(opts.seed)
-    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="chainload-bench-") as tmp:
         os.chmod(tmp, 0o755)
-        cases = build_cases(tmp)
+        installed = make_install(os.path.join(tmp, "prefix"))
+        load = os.getloadavg()
+        cases = build_cases(tmp, installed)
         by_name = {c.name: c for c in cases}
 
         # A case that fails its checked run is reported, not timed; a chain3
@@ -252,7 +349,7 @@ def main(argv=None):
             if problem is None:
                 continue
             print(f"note: {case.name} fails: {' '.join(case.argv)}\n      {problem}")
-            if case.name == "chain3" and "setuidgid" in case.argv:
+            if case.name in ("chain3", "installed") and "setuidgid" in case.argv:
                 i = case.argv.index("setuidgid")
                 case.argv[i:i + 2] = []
                 case.note = "setuidgid nobody FAILS (see note): timed without it"
@@ -260,6 +357,10 @@ def main(argv=None):
                     continue
             cases.remove(case)
             del by_name[case.name]
+
+        floor = None
+        if {"bare", "floor", "chain3"} <= by_name.keys():
+            floor = floor_check(by_name, env)
 
         for _ in range(warmup):
             for case in cases:
@@ -287,25 +388,39 @@ def main(argv=None):
                 for case in order:
                     rss_once(case, env, timer, out)
 
-    report(cases, by_name, runs, warmup, opts.json, load)
-    return 0 if {"bare", "floor", "chain3", "links1", "links17"} <= by_name.keys() else 1
+    report(cases, by_name, runs, warmup, opts.json, load, floor)
+    needed = {"bare", "floor", "chain3", "help", *(f"links{n}" for n in LINKS)}
+    return 0 if needed <= by_name.keys() else 1
 
 
-def _summary(cases, by, metric):
-    """Ratios and the marginal link cost on METRIC ("ms" wall or "cpu")."""
+def _links(by, metric):
+    """Per-link costs on METRIC ("ms" wall or "cpu"): {N: (linksN - links1)
+    / (N - 1)} as medians of per-round values, links1000 - links1, and the
+    line's slope and the parabola's n^2 term through the medians."""
+    get = lambda name: getattr(by[name], metric)  # noqa: E731
+    have = [n for n in LINKS if f"links{n}" in by]
+    if len(have) < 3 or have[0] != 1:
+        return None
+    per = {n: statistics.median((x - y) / (n - 1) for x, y in zip(get(f"links{n}"),
+                                                                  get("links1")))
+           for n in have[1:]}
+    growth = statistics.median(x - y for x, y in zip(get(f"links{have[-1]}"), get("links1")))
+    ys = [statistics.median(get(f"links{n}")) for n in have]
+    return {"per_link_ms": per, "growth_ms": growth, "longest": have[-1],
+            "fit_ms_per_link": fit(have, ys, 1)[1], "fit_n2_ms": fit(have, ys, 2)[2]}
+
+
+def _ratios(by, metric):
     get = lambda name: getattr(by[name], metric)  # noqa: E731
     ratios = {}
     for a, b in (("floor", "bare"), ("chain3", "bare"), ("chain3", "floor"),
-                 ("links1", "floor"), ("chain3", "s6")):
+                 ("installed", "floor"), ("links1", "floor"), ("chain3", "s6")):
         if a in by and b in by:
             ratios[f"{a}/{b}"] = median_ratio(get(a), get(b))
-    link = None
-    if "links1" in by and "links17" in by:
-        link = statistics.median((x - y) / 16 for x, y in zip(get("links17"), get("links1")))
-    return ratios, link
+    return ratios
 
 
-def report(cases, by, runs, warmup, json_path, load):
+def report(cases, by, runs, warmup, json_path, load, floor):
     med = {c.name: statistics.median(c.ms) for c in cases}
     cpu = {c.name: statistics.median(c.cpu) for c in cases}
     rss = {c.name: statistics.median(c.rss) for c in cases if c.rss}
@@ -313,70 +428,120 @@ def report(cases, by, runs, warmup, json_path, load):
 
     print(f"\nchainload start-up benchmark: {runs} interleaved rounds (+{warmup} warm-up), "
           f"Python {platform.python_version()} ({sys.executable}), "
-          f"{os.cpu_count()} CPUs, euid {os.geteuid()}, "
+          f"{os.cpu_count()} CPUs, {platform.machine()}, euid {os.geteuid()}, "
           f"load average {load[0]:.2f} before, {load[1]:.2f} after")
-    print(f"{'case':<9} {'wall ms':>8} {'p10':>7} {'p90':>7} {'CPU ms':>7} "
+    print(f"{'case':<10} {'wall ms':>8} {'p10':>7} {'p90':>7} {'CPU ms':>7} "
           f"{'RSS MiB':>8} {'fail':>4}  command")
     for c in cases:
         cmd = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(c.argv))
-        if len(cmd) > 64:
-            cmd = cmd[:61] + "..."
+        if len(cmd) > 60:
+            cmd = cmd[:57] + "..."
         mib = f"{rss[c.name] / 1024:>8.1f}" if c.name in rss else f"{'-':>8}"
-        print(f"{c.name:<9} {med[c.name]:>8.2f} {pctl(c.ms, 10):>7.2f} {pctl(c.ms, 90):>7.2f} "
+        print(f"{c.name:<10} {med[c.name]:>8.2f} {pctl(c.ms, 10):>7.2f} {pctl(c.ms, 90):>7.2f} "
               f"{cpu[c.name]:>7.2f} {mib} {c.failures:>4}  {cmd}")
         if c.note:
-            print(f"{'':<9} note: {c.note}")
+            print(f"{'':<10} note: {c.note}")
 
     # The benchmark itself keeps about one CPU busy.
     if max(load) - 1 > 0.5 * (os.cpu_count() or 1):
         print(f"warning: the machine was busy (load average {max(load):.2f} on "
               f"{os.cpu_count()} CPUs): wall times include waiting for a CPU; "
               "the CPU-time columns are steadier")
+    if floor is not None:
+        chain, imports = floor
+        if chain == imports:
+            print(f"floor: chain3 imports exactly {FLOOR_IMPORTS} (and what they import) "
+                  "beyond the bare interpreter and chainload")
+        else:
+            print(f"warning: the floor is not chain3's: chain3 also imports "
+                  f"{sorted(set(chain) - set(imports)) or 'nothing'}, the floor also "
+                  f"{sorted(set(imports) - set(chain)) or 'nothing'} (python -X importtime)")
 
-    ratios, link_ms = _summary(cases, by, "ms")
-    cpu_ratios, cpu_link_ms = _summary(cases, by, "cpu")
-    rss_delta = None
-    if "chain3" in rss and "bare" in rss:
-        rss_delta = statistics.median(x - y for x, y in zip(by["chain3"].rss, by["bare"].rss))
-
-    print(f"\n{'':<20} {'wall':>7} {'CPU':>7}   (medians of per-round values)")
+    ratios, cpu_ratios = _ratios(by, "ms"), _ratios(by, "cpu")
+    links, cpu_links = _links(by, "ms"), _links(by, "cpu")
+    print(f"\n{'':<28} {'wall':>8} {'CPU':>8}   (medians of per-round values)")
     for key, value in ratios.items():
-        print(f"ratio {key:<14} {value:7.3f} {cpu_ratios[key]:7.3f}")
-    if link_ms is not None:
-        print(f"{'link ms':<20} {link_ms:7.3f} {cpu_link_ms:7.3f}   "
-              "one more in-process link: (links17 - links1) / 16")
-    if rss_delta is not None:
-        print(f"peak RSS chain3 - bare: {rss_delta / 1024:+.2f} MiB")
+        print(f"ratio {key:<22} {value:8.3f} {cpu_ratios[key]:8.3f}")
+    if links:
+        for n, value in links["per_link_ms"].items():
+            print(f"{f'ms per link at {n}':<28} {value:8.4f} {cpu_links['per_link_ms'][n]:8.4f}"
+                  f"   (links{n} - links1) / {n - 1}")
+        print(f"{'ms per link, line':<28} {links['fit_ms_per_link']:8.4f} "
+              f"{cpu_links['fit_ms_per_link']:8.4f}   slope of the least-squares line")
+        print(f"{'ms per link^2, parabola':<28} {links['fit_n2_ms']:8.2e} "
+              f"{cpu_links['fit_n2_ms']:8.2e}   n^2 term (0 when a link's cost is constant)")
+        print(f"{'links' + str(links['longest']) + ' - links1 ms':<28} "
+              f"{links['growth_ms']:8.2f} {cpu_links['growth_ms']:8.2f}")
+    c_link = None
+    if "c-links1" in by and "c-links10" in by:
+        c_link = statistics.median((x - y) / 9 for x, y in zip(by["c-links10"].ms,
+                                                                by["c-links1"].ms))
+        print(f"{'C ms per link (execline)':<28} {c_link:8.4f}"
+              "            (c-links10 - c-links1) / 9, one exec per link")
+
+    def rss_delta(a, b):
+        if a in rss and b in rss:
+            return statistics.median(x - y for x, y in zip(by[a].rss, by[b].rss)) / 1024
+        return None
+
+    rss_chain3, rss_links = rss_delta("chain3", "bare"), rss_delta("links1000", "chain3")
+    if rss_chain3 is not None:
+        print(f"peak RSS chain3 - bare: {rss_chain3:+.2f} MiB")
+    if rss_links is not None:
+        print(f"peak RSS links1000 - chain3: {rss_links:+.2f} MiB")
 
     # Verdicts are on wall time, as a user sees it; the CPU-time verdict is
     # shown beside it because on a busy machine wall time also counts the
     # time a run waited for a CPU.
     checks = []
-    if "chain3/floor" in ratios:
-        checks.append(("chain3<=1.15*floor", ratios["chain3/floor"], cpu_ratios["chain3/floor"],
-                       TARGET_RATIO, "{:.3f}"))
-    if link_ms is not None:
-        checks.append(("link<=0.5ms", link_ms, cpu_link_ms, TARGET_LINK_MS, "{:.3f} ms"))
-    if rss_delta is not None:
-        checks.append(("rss<=bare+5MiB", rss_delta / 1024, None, TARGET_RSS_KIB / 1024,
-                       "{:+.2f} MiB"))
+    for name in ("chain3", "installed"):
+        key = f"{name}/floor"
+        if key in ratios:
+            checks.append((f"{name}<={TARGET_RATIO:.2f}*floor", ratios[key], cpu_ratios[key],
+                           TARGET_RATIO, "{:.3f}"))
+    if links:
+        worst = max([*links["per_link_ms"].values(), links["fit_ms_per_link"]])
+        cpu_worst = max([*cpu_links["per_link_ms"].values(), cpu_links["fit_ms_per_link"]])
+        checks.append((f"link<={TARGET_LINK_MS}ms", worst, cpu_worst, TARGET_LINK_MS,
+                       "{:.4f} ms (worst length)"))
+        if links["longest"] == 1000:
+            checks.append((f"links1000<=links1+{TARGET_GROWTH_MS:.0f}ms", links["growth_ms"],
+                           cpu_links["growth_ms"], TARGET_GROWTH_MS, "+{:.2f} ms"))
+    if rss_chain3 is not None:
+        checks.append((f"rss chain3<=bare+{TARGET_RSS_MIB:.0f}MiB", rss_chain3, None,
+                       TARGET_RSS_MIB, "{:+.2f} MiB"))
+    if rss_links is not None:
+        checks.append((f"rss links1000<=chain3+{TARGET_LINKS_RSS_MIB:.0f}MiB", rss_links, None,
+                       TARGET_LINKS_RSS_MIB, "{:+.2f} MiB"))
     targets, cpu_targets = {}, {}
     print()
     for key, value, cpu_value, limit, fmt in checks:
         targets[key] = "PASS" if value <= limit else "MISS"
-        text = f"{targets[key]}  {key:<20} {fmt.format(value)}"
+        text = f"{targets[key]}  {key:<30} {fmt.format(value)}"
         if cpu_value is not None:
             cpu_targets[key] = "PASS" if cpu_value <= limit else "MISS"
             text += f"   (on CPU time: {cpu_targets[key]}, {fmt.format(cpu_value)})"
         print(text)
 
     r = lambda d: {k: round(v, 4) for k, v in d.items()}  # noqa: E731
+
+    def rl(d):
+        return d and {**d, "per_link_ms": {str(k): round(v, 5)
+                                           for k, v in d["per_link_ms"].items()},
+                      "fit_ms_per_link": round(d["fit_ms_per_link"], 5),
+                      "fit_n2_ms": float(f"{d['fit_n2_ms']:.3e}"),
+                      "growth_ms": round(d["growth_ms"], 3)}
+
     line = json.dumps({
         "bench": "chainload-startup",
         "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
         "runs": runs,
         "euid": os.geteuid(),
         "load": [round(x, 2) for x in load],
+        "floor_imports": FLOOR_IMPORTS,
+        "floor_matches_chain3": None if floor is None else floor[0] == floor[1],
         "median_ms": r(med),
         "cpu_ms": r(cpu),
         "maxrss_kib": {k: int(v) for k, v in rss.items()},
@@ -384,9 +549,11 @@ def report(cases, by, runs, warmup, json_path, load):
         "notes": {c.name: c.note for c in cases if c.note},
         "ratios": r(ratios),
         "cpu_ratios": r(cpu_ratios),
-        "link_ms": None if link_ms is None else round(link_ms, 4),
-        "cpu_link_ms": None if cpu_link_ms is None else round(cpu_link_ms, 4),
-        "rss_delta_kib": rss_delta,
+        "links": rl(links),
+        "cpu_links": rl(cpu_links),
+        "c_link_ms": None if c_link is None else round(c_link, 4),
+        "rss_chain3_minus_bare_mib": None if rss_chain3 is None else round(rss_chain3, 3),
+        "rss_links1000_minus_chain3_mib": None if rss_links is None else round(rss_links, 3),
         "targets": targets,
         "cpu_targets": cpu_targets,
     })

@@ -425,14 +425,3 @@ def test_messages_quoting_input_stay_one_line(argv):
     assert "\\n" in first or "\\t" in first or "\\r" in first
     assert result.stderr.count("FATAL") == 1
 
-
-def test_usage_sections_split_as_docopt_splits_them():
-    """core._sections is a fast stand-in for docopt's own section regex."""
-    import docopt
-
-    from chainload import chain, core
-    from chainload.commands import fdmove, local_seqpacket_socket_listen, setuidgid
-
-    for usage in (chain._umbrella_usage(), fdmove.USAGE, setuidgid.USAGE,
-                  local_seqpacket_socket_listen.USAGE):
-        assert core._sections(docopt, usage) == docopt.parse_docstring_sections(usage)
