@@ -116,9 +116,6 @@ def preload(argv):
     work when the new user cannot read the Python installation. Any bare
     builtin name among ARGV counts (an over-estimate is harmless).
     """
-    import grp  # noqa: F401  (core's user and group lookups)
-    import pwd  # noqa: F401
-
     for word in argv:
         if is_builtin(word):
             module = load(word)

@@ -20,6 +20,12 @@ Options:
 """
 
 
+def preload():
+    """What a later setuidgid needs after an earlier one dropped privileges."""
+    import grp  # noqa: F401  (core.group_id, for --primary-group)
+    import pwd  # noqa: F401
+
+
 def run(args, env):
     from chainload.chain import preload
 
