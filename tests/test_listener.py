@@ -308,6 +308,28 @@ def test_mode(tmp_path, probe, text, mode):
         st = os.lstat(path)
         assert stat.S_ISSOCK(st.st_mode)
         assert stat.S_IMODE(st.st_mode) == mode, oct(st.st_mode)
+        # The chain exec'd, so the file stays; the next round starts afresh
+        # (a stale socket of mode 0 cannot be proven stale by a non-root
+        # user: see test_unconnectable_stale_socket_is_refused).
+        os.unlink(path)
+
+
+def test_unconnectable_stale_socket_is_refused(tmp_path):
+    """A socket file this user may not connect to (mode 0) cannot be shown
+    to be stale: only root, who may connect anyway, replaces it."""
+    path = tmp_path / "s"
+    held = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    held.bind(str(path))
+    held.close()  # stale: nobody listens
+    os.chmod(path, 0)
+    r = run([command(LISTEN), str(path), "true"], env=clean_env())
+    if os.geteuid() == 0:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode == 111
+        assert r.fatal_line() == (f"{LISTEN}: FATAL: {path}: Permission denied; "
+                                  "not replacing it.")
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0  # left alone
 
 
 def test_mode_leaves_the_umask_of_the_next_program_alone(tmp_path):
