@@ -276,6 +276,16 @@ def test_softlimit_m_sets_four_and_a_specific_letter_wins(probe):
     assert limits["STACK"][0] == 0x100000
 
 
+def test_softlimit_imports_the_later_links_before_the_limits(tmp_path):
+    """Under -o 3 nothing more can be opened: the listener after it must
+    fail on its socket, naming the path, not on importing its own module."""
+    path = tmp_path / "s.sock"
+    r = go(["chainload", "softlimit", "-o", "3", "listen-stream", str(path), "true"])
+    assert r.returncode == 111, r.stderr
+    assert r.fatal_line() == f"listen-stream: FATAL: {path}: Too many open files"
+    assert not path.exists()
+
+
 def test_softlimit_and_resource_are_imported_only_when_used():
     from test_chain import modules_after
 
