@@ -152,7 +152,8 @@ def run(args, env, kind):
                 # If the chain ends without exec'ing (this or a later link
                 # fails, the next program cannot be run, a signal), the
                 # driver removes our socket file; a successful exec never does.
-                core.on_abort(_remove_if_ours, path, made)
+                # By absolute name: a later chdir link must not move it.
+                core.on_abort(_remove_if_ours, _absolute(path), made)
     except (OSError, core.Fail) as e:
         sock.close()
         if isinstance(e, core.Fail):
@@ -259,6 +260,16 @@ def _set_owner_and_mode(path, made, uid, gid, mode):
         # Closed before the socket moves to 3+n, so the handle can never
         # sit on (and be clobbered by) that descriptor.
         os.close(handle)
+
+
+def _absolute(path):
+    """PATH from the root, as far as the working directory can be named."""
+    if path.startswith("/"):
+        return path
+    try:
+        return core.decode(os.getcwdb()) + "/" + path
+    except OSError:  # the working directory was removed
+        return path
 
 
 def _remove_if_ours(path, made):

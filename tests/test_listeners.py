@@ -487,6 +487,15 @@ def test_missing_next_program_in_a_chain_binds_nothing(tmp_path):
     assert port_is_free("127.0.0.1", port, socket.SOCK_STREAM)
 
 
+@pytest.mark.parametrize("name", ["listen-stream", "listen-datagram", "listen-seqpacket"])
+def test_relative_socket_is_removed_after_a_later_chdir(tmp_path, name):
+    """A relative PATH names the file in the directory of the bind: a later
+    chdir link must not send the clean-up somewhere else."""
+    r = run([name, "s", "chdir", "/", "no-such-program-x"], env=clean_env(), cwd=tmp_path)
+    fatal(r, 127, "no-such-program-x")
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("service, text", [
     ("0", "service: 0: Out of range (must be 1 to 65535)."),
     ("65536", "service: 65536: Out of range"),
