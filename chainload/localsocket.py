@@ -172,7 +172,7 @@ def run(args, env, kind):
         # bind on, under the mode it was created with.)
         if listening:
             sock.listen(backlog)
-        listen.pass_listener(sock.detach(), env, **passing)
+        listen.pass_listener(sock.detach(), env, path, **passing)
     except (OSError, core.Fail) as e:
         if made is not None:
             _remove_if_ours(path, made)
