@@ -236,7 +236,8 @@ def _examine():
         if error is not None:
             return [], [], f"LISTEN_FDS={count_text}: descriptor {fd}: {os.strerror(error.errno)}"
     names_text = _getenv("LISTEN_FDNAMES")
-    names = names_text.split(":") if names_text else []
+    # As libsystemd splits it: "" is one empty name, ":" two.
+    names = names_text.split(":") if names_text is not None else []
     if len(names) != count:
         names = ["unknown"] * count
     return list(fds), names, None

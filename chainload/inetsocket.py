@@ -111,7 +111,7 @@ def run(args, env, kind):
         sock.bind(sockaddr)
         if listening:
             sock.listen(backlog)
-        listen.pass_listener(sock.detach(), env, **passing)
+        listen.pass_listener(sock.detach(), env, where, **passing)
     except (OSError, core.Fail) as e:
         sock.close()
         if isinstance(e, core.Fail):

@@ -98,15 +98,23 @@ def place(fd, target):
     os.set_blocking(target, True)
 
 
-def pass_listener(fd, env, *, systemd=False, upstart=False, fd_name=None):
+def pass_listener(fd, env, what, *, systemd=False, upstart=False, fd_name=None):
     """Put listening socket FD on 3+n and describe it; return 3+n.
 
-    OSError from moving the descriptor is left to the caller, which knows
-    what to clean up.
+    A failure to move the descriptor (3+n beyond the limit of open files,
+    say) is a Fail naming WHAT (the path, or HOST SERVICE) and 3+n; the
+    caller knows what to clean up.
     """
     n = inherited_count(env) if systemd else 0
     target = LISTEN_FDS_START + n
-    place(fd, target)
+    try:
+        place(fd, target)
+    except OSError as e:
+        try:
+            os.close(fd)  # still open: dup2 is the first step of place()
+        except OSError:
+            pass
+        raise core.system_error(f"{what}: descriptor {target}", e) from None
     if systemd:
         old = env.get("LISTEN_FDNAMES")
         names = old.split(":") if n and old is not None else None

@@ -14,7 +14,8 @@ datagram socket is never listen()ed). The steps, in order:
    anything but a socket, or a live socket, is refused and left alone.
 4. The file's identity (lstat: a socket owned by us, or someone replaced
    it), registered with core.on_abort() (signals wait from before the bind
-   until then); then owner and special mode bits through an O_PATH handle
+   until then); then the owner, and the mode where the bind could not give
+   it (special bits; a default ACL on the directory), through an O_PATH handle
    on that very inode. From here on every failure removes the file.
 5. listen() (not for datagrams), then chainload.listen.pass_listener().
 """
@@ -147,11 +148,12 @@ def run(args, env, kind):
                 if old_umask is not None:
                     os.umask(old_umask)
             if not abstract:
-                made = _identify(path)
+                made, born = _identify(path)
                 # If the chain ends without exec'ing (this or a later link
                 # fails, the next program cannot be run, a signal), the
                 # driver removes our socket file; a successful exec never does.
-                core.on_abort(_remove_if_ours, path, made)
+                # By absolute name: a later chdir link must not move it.
+                core.on_abort(_remove_if_ours, _absolute(path), made)
     except (OSError, core.Fail) as e:
         sock.close()
         if isinstance(e, core.Fail):
@@ -161,13 +163,16 @@ def run(args, env, kind):
     # 3. From here on a failure removes the socket file this run made.
     try:
         if made is not None:
-            _set_owner_and_mode(path, made, uid, gid, mode)
+            # A default ACL on the directory can make the node narrower
+            # than the umask asked for; then the mode is set as well.
+            chmod = mode is not None and (mode & 0o7000 or born != mode)
+            _set_owner_and_mode(path, made, uid, gid, mode if chmod else None)
         # Owner and mode are right before listen(): until then every
         # connect() is refused. (A datagram socket takes messages from the
         # bind on, under the mode it was created with.)
         if listening:
             sock.listen(backlog)
-        listen.pass_listener(sock.detach(), env, **passing)
+        listen.pass_listener(sock.detach(), env, path, **passing)
     except (OSError, core.Fail) as e:
         if made is not None:
             _remove_if_ours(path, made)
@@ -220,7 +225,8 @@ def _refuse_if_live(bind_to, path, kind):
 
 
 def _identify(path):
-    """The identity (st_dev, st_ino) of the socket file this run just bound.
+    """The identity (st_dev, st_ino) of the socket file this run just bound,
+    and its permission bits.
 
     It must be a socket owned by our effective user: otherwise someone
     swapped PATH since bind(), and we stop without touching what is there.
@@ -230,15 +236,14 @@ def _identify(path):
     st = os.lstat(core.encode(path))
     if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
         raise core.Fail(core.EXIT_SYSTEM, f"{path}: Replaced by something else after bind.")
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino), stat.S_IMODE(st.st_mode)
 
 
 def _set_owner_and_mode(path, made, uid, gid, mode):
-    """Change the owner and special mode bits of the file MADE, through an
-    O_PATH handle opened without following a symlink and checked to be that
-    very inode, never by name."""
-    special = mode is not None and mode & 0o7000
-    if uid == -1 and gid == -1 and not special:
+    """Change the owner of the file MADE, and its mode unless MODE is None,
+    through an O_PATH handle opened without following a symlink and checked
+    to be that very inode, never by name."""
+    if uid == -1 and gid == -1 and mode is None:
         return
     handle = os.open(core.encode(path), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -249,12 +254,22 @@ def _set_owner_and_mode(path, made, uid, gid, mode):
         node = f"/proc/self/fd/{handle}"  # this very inode, not a name
         if uid != -1 or gid != -1:
             os.chown(node, uid, gid)
-        if special:
-            os.chmod(node, mode)  # the umask cannot give special bits
+        if mode is not None:
+            os.chmod(node, mode)  # after chown, which clears set-id bits
     finally:
         # Closed before the socket moves to 3+n, so the handle can never
         # sit on (and be clobbered by) that descriptor.
         os.close(handle)
+
+
+def _absolute(path):
+    """PATH from the root, as far as the working directory can be named."""
+    if path.startswith("/"):
+        return path
+    try:
+        return core.decode(os.getcwdb()) + "/" + path
+    except OSError:  # the working directory was removed
+        return path
 
 
 def _remove_if_ours(path, made):

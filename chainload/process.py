@@ -120,8 +120,9 @@ def _environment(env):
 # Python's own start-up changes: it ignores SIGPIPE and SIGXFSZ (a C chain
 # loader leaves them at their defaults), and catches SIGINT. We catch SIGINT,
 # SIGTERM and SIGHUP where they were not ignored, to undo this run's files
-# before dying of the signal. A caught signal reverts to its default at exec,
-# which is what it was when the chain started; an ignored one is left alone.
+# before dying of the signal. Only for each execve(2) call do they get their
+# default back (what they were when the chain started: a caught signal
+# would revert at exec anyway); an ignored one is left alone.
 
 _caught = []
 
@@ -150,8 +151,25 @@ def _for_exec(yes):
 
     for signum in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(signum, signal.SIG_DFL if yes else signal.SIG_IGN)
+
+
+def _execve(candidate, args, exec_env, environment):
+    """One execve(2), with the caught signals at their defaults only for the
+    call itself: an interrupt during the rest of the PATH search still
+    undoes this run. signal.signal() runs a pending handler before it
+    changes the disposition, so no signal is lost on the way in."""
+    import _signal as signal
+
     for signum in _caught:
-        signal.signal(signum, signal.SIG_DFL if yes else _die)
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        if exec_env is not None:
+            os.execve(candidate, args, exec_env)
+        else:
+            _execve_raw(candidate, args, environment)
+    finally:  # only reached when exec failed
+        for signum in _caught:
+            signal.signal(signum, _die)
 
 
 # --- the final exec ------------------------------------------------------------------
@@ -205,10 +223,15 @@ def execute(argv, env):
     try:
         for candidate in candidates:
             try:
-                if exec_env is not None:
-                    os.execve(candidate, args, exec_env)
-                else:
-                    _execve_raw(candidate, args, environment)
+                if len(candidates) > 1:
+                    # A name that is not there is passed over without an
+                    # execve (with the caught signals at their defaults).
+                    try:
+                        os.stat(candidate)
+                    except OSError as e:
+                        if e.errno in _NEXT:
+                            raise
+                _execve(candidate, args, exec_env, environment)
             except OSError as e:
                 error = e.errno
                 if error == errno.EACCES:

@@ -194,6 +194,7 @@ SAME_AS_LIBSYSTEMD = {
     "some-named": (lambda d: [*seq(d / "a.sock"), *seq(d / "b.sock", "b")], []),
     "empty-name-kept": (lambda d: [*seq(d / "a.sock"), *seq(d / "b.sock"), *seq(d / "c.sock")],
                         ["/usr/bin/env", "LISTEN_FDNAMES=a::c"]),
+    "one-empty-name": (lambda d: seq(d / "a.sock"), ["/usr/bin/env", "LISTEN_FDNAMES="]),
     "stale-pid": (lambda d: seq(d / "a.sock", "a"), ["/usr/bin/env", "LISTEN_PID=1"]),
     "no-pid": (lambda d: seq(d / "a.sock", "a"), ["/usr/bin/env", "-u", "LISTEN_PID"]),
 }
@@ -351,7 +352,8 @@ NAMES = [
     ("a:b", 2, ["a", "b"]),
     ("a", 2, ["unknown", "unknown"]),
     ("a:b:c", 2, ["unknown", "unknown"]),
-    ("", 1, ["unknown"]),  # no names at all, as libsystemd reads it
+    ("", 1, [""]),  # one empty name, as libsystemd reads it
+    ("", 2, ["unknown", "unknown"]),
     (":", 2, ["", ""]),  # empty names are kept
     (":", 1, ["unknown"]),
     ("a::c", 3, ["a", "", "c"]),

@@ -332,6 +332,29 @@ def test_unconnectable_stale_socket_is_refused(tmp_path):
         assert stat.S_IMODE(os.lstat(path).st_mode) == 0  # left alone
 
 
+def default_acl(directory, user, group, other):
+    """Give DIRECTORY a default ACL (the xattr setfacl -d writes), or skip."""
+    import struct
+
+    entries = [(0x01, user), (0x04, group), (0x20, other)]  # USER_OBJ, GROUP_OBJ, OTHER
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF)
+                                            for tag, perm in entries)
+    try:
+        os.setxattr(directory, "system.posix_acl_default", value)
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs on {directory}: {e.strerror}")
+
+
+def test_mode_holds_under_a_default_acl(tmp_path, probe):
+    """A default ACL on the directory replaces the umask; bind(2) then makes
+    the node narrower than asked (rw------- for 0666): --mode still decides."""
+    default_acl(tmp_path, 6, 0, 0)
+    path = str(tmp_path / "s")
+    r = run([LISTEN, "-m", "0666", path, *probe], env=clean_env())
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o666
+
+
 def test_mode_leaves_the_umask_of_the_next_program_alone(tmp_path):
     r = run(["/bin/sh", "-c", 'umask 027; exec "$@"', "sh", command(LISTEN),
              "--mode", "0600", str(tmp_path / "s"), "/bin/sh", "-c", "umask"])

@@ -487,6 +487,32 @@ def test_missing_next_program_in_a_chain_binds_nothing(tmp_path):
     assert port_is_free("127.0.0.1", port, socket.SOCK_STREAM)
 
 
+@pytest.mark.parametrize("argv, where", [(["listen-stream", "{d}/s"], "{d}/s"),
+                                         (["listen-udp", "127.0.0.1", "{port}"],
+                                          "127.0.0.1 {port}")], ids=["stream", "udp"])
+def test_descriptor_beyond_the_limit_is_named(tmp_path, argv, where):
+    """LISTEN_FDS=100 for this very process puts the socket on 103, beyond
+    softlimit -o 64: the message names the address and the descriptor, and
+    the socket file is removed."""
+    port = str(free_port(kind=socket.SOCK_DGRAM))
+    argv = [a.replace("{d}", str(tmp_path)).replace("{port}", port) for a in argv]
+    where = where.replace("{d}", str(tmp_path)).replace("{port}", port)
+    r = run(["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=100 exec "$@"', "sh",
+             command("chainload"), "softlimit", "-o", "64", argv[0],
+             "--systemd-compatibility", *argv[1:], "true"], env=clean_env())
+    fatal(r, 111, f"{argv[0]}: FATAL: {where}: descriptor 103: Bad file descriptor")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["listen-stream", "listen-datagram", "listen-seqpacket"])
+def test_relative_socket_is_removed_after_a_later_chdir(tmp_path, name):
+    """A relative PATH names the file in the directory of the bind: a later
+    chdir link must not send the clean-up somewhere else."""
+    r = run([name, "s", "chdir", "/", "no-such-program-x"], env=clean_env(), cwd=tmp_path)
+    fatal(r, 127, "no-such-program-x")
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("service, text", [
     ("0", "service: 0: Out of range (must be 1 to 65535)."),
     ("65536", "service: 65536: Out of range"),

@@ -118,3 +118,37 @@ def test_signal_after_bind_removes_the_socket_and_kills(tmp_path, signum, syscal
     assert 'execve("/bin/true"' not in traced
     assert "FATAL" not in stderr and "Traceback" not in stderr, stderr
     assert not sock.exists()
+
+
+def test_signal_during_the_path_search_removes_the_socket(tmp_path):
+    """The exec loop walks PATH; a signal that arrives while it looks at an
+    entry where the program is not must still undo the run (only the
+    execve(2) call itself runs with the caught signals at their defaults)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (make test installs it as root)")
+    sock = tmp_path / "s.sock"
+    log = tmp_path / "strace.log"
+    missing = tmp_path / "no-such-dir"
+    env = {**os.environ, "PATH": f"{missing}:/nonexistent"}
+    calls = "execve,stat,newfstatat,statx"
+    proc = subprocess.Popen(
+        [shutil.which("strace"), "-f", "-qq", "-o", str(log), "-P", str(missing / "nosuchprog"),
+         "-e", f"trace={calls}", "-e", f"inject={calls}:delay_exit=3000000",
+         command("chainload"), "listen-seqpacket", str(sock), "nosuchprog"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while "DELAYED" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the chain never searched PATH"
+            time.sleep(0.02)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        assert sock.exists()
+        os.kill(int(children[0]), signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    traced = log.read_text()
+    assert "+++ killed by SIGTERM +++" in traced, traced
+    assert "FATAL" not in stderr and "Traceback" not in stderr, stderr
+    assert not sock.exists()

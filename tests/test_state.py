@@ -276,18 +276,28 @@ def test_softlimit_m_sets_four_and_a_specific_letter_wins(probe):
     assert limits["STACK"][0] == 0x100000
 
 
+def test_softlimit_imports_the_later_links_before_the_limits(tmp_path):
+    """Under -o 3 nothing more can be opened: the listener after it must
+    fail on its socket, naming the path, not on importing its own module."""
+    path = tmp_path / "s.sock"
+    r = go(["chainload", "softlimit", "-o", "3", "listen-stream", str(path), "true"])
+    assert r.returncode == 111, r.stderr
+    assert r.fatal_line() == f"listen-stream: FATAL: {path}: Too many open files"
+    assert not path.exists()
+
+
 def test_softlimit_and_resource_are_imported_only_when_used():
     from test_chain import modules_after
 
     quiet = modules_after(["chainload", "envdir", "/nonexistent-chainload", "true"])
     assert "resource" not in quiet["modules"], quiet
     chain = ["chainload", "setenv", "A", "1", "unsetenv", "B", "umask", "022", "chdir", "/",
-             "setsid", "next"]
+             "setsid", "true"]
     got = modules_after(chain)
-    assert got["argv"] == ["next"], got
+    assert got["argv"] == ["true"], got
     assert "resource" not in got["modules"] and not got["after"]
-    got = modules_after(["chainload", "softlimit", "-o", "=", "next"])
-    assert got["argv"] == ["next"] and "resource" in got["modules"], got
+    got = modules_after(["chainload", "softlimit", "-o", "=", "true"])
+    assert got["argv"] == ["true"] and "resource" in got["modules"], got
 
 
 def test_setuidgid_preloads_what_softlimit_needs():

@@ -52,10 +52,15 @@ def preload():
 def run(args, env):
     import resource
 
+    from chainload.chain import preload
+
     # Every value first: a usage error changes nothing.
     wanted = [(option, None if args[option] == "=" else
                core.parse_number(args[option], option, LIMIT_MAX))
               for option in LIMITS if args[option] is not None]
+    # Under the new limits (few descriptors, little memory) the later links
+    # could fail to import; they get what they ask for, not an import error.
+    preload(args["<next-prog>"])
     for option, value in wanted:
         for name in LIMITS[option]:
             which = getattr(resource, name)
