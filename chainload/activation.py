@@ -302,12 +302,14 @@ def sockets_by_name(unset_environment=True):
 
 def upstart_fd(unset_environment=True):
     """The descriptor of Upstart's socket bridge (UPSTART_FDS, when
-    UPSTART_EVENTS lists "socket" and the descriptor is open), or None.
-    Sets close-on-exec on it; with UNSET_ENVIRONMENT removes UPSTART_FDS
+    UPSTART_EVENTS lists "socket" and the descriptor is open and not one
+    of the standard ones, 0 to 2), or None. Sets close-on-exec on it; with UNSET_ENVIRONMENT removes UPSTART_FDS
     and UPSTART_EVENTS, whatever the outcome."""
     fd = None
     if "socket" in (_getenv("UPSTART_EVENTS") or "").split():
         fd = decimal(_getenv("UPSTART_FDS"))
+        if fd is not None and fd < LISTEN_FDS_START:  # stdin, stdout, stderr
+            fd = None
         if fd is not None:
             try:
                 os.set_inheritable(fd, False)

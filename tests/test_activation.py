@@ -467,6 +467,8 @@ UPSTART = [
     ({"UPSTART_EVENTS": "socket"}, None),
     ({"UPSTART_EVENTS": "socket", "UPSTART_FDS": "x"}, None),
     ({"UPSTART_EVENTS": "socket", "UPSTART_FDS": "9"}, None),  # not open
+    ({"UPSTART_EVENTS": "socket", "UPSTART_FDS": "0"}, None),  # standard: never taken
+    ({"UPSTART_EVENTS": "socket", "UPSTART_FDS": "2"}, None),
 ]
 
 
@@ -478,6 +480,7 @@ def test_upstart_fd(values, expected):
         set_environment(values)
         assert activation.upstart_fd() == expected
         assert os.get_inheritable(3) == (expected is None)
+        assert all(os.get_inheritable(fd) for fd in (0, 1, 2))
         for key in activation.UPSTART_VARIABLES:
             assert key not in os.environ and c_getenv(key) is None
 
