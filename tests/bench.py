@@ -63,6 +63,11 @@ line through the medians of links1..links1000 (its slope is the per-link
 cost) and a parabola through them (its n^2 term shows whether a link's cost
 grows with the chain).
 
+Instruction counts: where valgrind is installed, bare, floor, chain3 and
+links1 also run once each under cachegrind, up to their exec; chain3 /
+floor in instructions is a third verdict on the first target, one that
+does not move with the machine's load.
+
 Targets: chain3 (both ways) <= 1.10 x floor; per-link cost <= 0.05 ms at
 every length and on the line; links1000 <= links1 + 60 ms; peak RSS of
 chain3 <= bare + 3 MiB and of links1000 <= chain3 + 2 MiB.
@@ -273,6 +278,49 @@ def make_install(prefix):
     return launcher
 
 
+# Instruction counts: deterministic where wall time on a shared VM is not
+# (two quiet runs here gave chain3/floor 1.106 and 1.151 on wall time).
+# Each case runs once under valgrind up to its exec: chainload with
+# os.execve replaced by os._exit(0), the python cases with os._exit(0) for
+# their execv. The exec itself is the same in every case.
+VALGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null"]
+UNTIL_EXEC = ("import os, sys; os.execve = lambda *a: os._exit(0); "
+              "sys.argv = sys.argv[1:]; from chainload.chain import main; sys.exit(main())")
+
+
+def instructions(by, env):
+    """{case: millions of instructions} for bare, floor, chain3 and links1,
+    or None without valgrind."""
+    if shutil.which("valgrind") is None:
+        print("note: valgrind not installed: no instruction counts (apt-get install valgrind)")
+        return None
+    argvs = {
+        "bare": [PYTHON, "-c", "import os; os._exit(0)"],
+        "floor": [PYTHON, "-c", f"import {FLOOR_IMPORTS}, os; os._exit(0)"],
+    }
+    for name in ("chain3", "links1"):
+        argvs[name] = [PYTHON, "-c", UNTIL_EXEC, "chainload", *by[name].argv[1:]]
+    counts = {}
+    for name, argv in argvs.items():
+        # Twice, the second one counted: as for the timed rounds, a warm-up
+        # run first (a missing .pyc compiled once doubled a count).
+        for _ in range(2):
+            if name in by:
+                by[name].clean()
+            proc = subprocess.run([*VALGRIND, *argv], env={**env, "PYTHONHASHSEED": "0"},
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=300)
+            if name in by:
+                by[name].clean()
+            refs = [ln for ln in proc.stderr.splitlines() if "I   refs:" in ln]
+            if proc.returncode != 0 or not refs:
+                print(f"note: valgrind could not count {name}: {proc.stderr.strip()[-200:]}")
+                return None
+        counts[name] = int(refs[-1].split(":")[1].replace(",", "")) / 1e6
+    return counts
+
+
 def imported(argv, env):
     """The modules `python -X importtime` reports for ARGV (argv[0] python)."""
     proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=env,
@@ -358,9 +406,10 @@ def main(argv=None):
             cases.remove(case)
             del by_name[case.name]
 
-        floor = None
+        floor = counts = None
         if {"bare", "floor", "chain3"} <= by_name.keys():
             floor = floor_check(by_name, env)
+            counts = instructions(by_name, env)
 
         for _ in range(warmup):
             for case in cases:
@@ -388,7 +437,7 @@ def main(argv=None):
                 for case in order:
                     rss_once(case, env, timer, out)
 
-    report(cases, by_name, runs, warmup, opts.json, load, floor)
+    report(cases, by_name, runs, warmup, opts.json, load, floor, counts)
     needed = {"bare", "floor", "chain3", "help", *(f"links{n}" for n in LINKS)}
     return 0 if needed <= by_name.keys() else 1
 
@@ -420,7 +469,7 @@ def _ratios(by, metric):
     return ratios
 
 
-def report(cases, by, runs, warmup, json_path, load, floor):
+def report(cases, by, runs, warmup, json_path, load, floor, counts=None):
     med = {c.name: statistics.median(c.ms) for c in cases}
     cpu = {c.name: statistics.median(c.cpu) for c in cases}
     rss = {c.name: statistics.median(c.rss) for c in cases if c.rss}
@@ -484,6 +533,11 @@ def report(cases, by, runs, warmup, json_path, load, floor):
             return statistics.median(x - y for x, y in zip(by[a].rss, by[b].rss)) / 1024
         return None
 
+    if counts:
+        print("instructions (valgrind, up to the exec): " + ", ".join(
+            f"{k} {v:.2f} M" for k, v in counts.items()))
+        print(f"ratio chain3/floor in instructions: {counts['chain3'] / counts['floor']:.3f}")
+
     rss_chain3, rss_links = rss_delta("chain3", "bare"), rss_delta("links1000", "chain3")
     if rss_chain3 is not None:
         print(f"peak RSS chain3 - bare: {rss_chain3:+.2f} MiB")
@@ -499,6 +553,9 @@ def report(cases, by, runs, warmup, json_path, load, floor):
         if key in ratios:
             checks.append((f"{name}<={TARGET_RATIO:.2f}*floor", ratios[key], cpu_ratios[key],
                            TARGET_RATIO, "{:.3f}"))
+    if counts:
+        checks.append((f"chain3<={TARGET_RATIO:.2f}*floor (instr.)",
+                       counts["chain3"] / counts["floor"], None, TARGET_RATIO, "{:.3f}"))
     if links:
         worst = max([*links["per_link_ms"].values(), links["fit_ms_per_link"]])
         cpu_worst = max([*cpu_links["per_link_ms"].values(), cpu_links["fit_ms_per_link"]])
@@ -554,6 +611,7 @@ def report(cases, by, runs, warmup, json_path, load, floor):
         "c_link_ms": None if c_link is None else round(c_link, 4),
         "rss_chain3_minus_bare_mib": None if rss_chain3 is None else round(rss_chain3, 3),
         "rss_links1000_minus_chain3_mib": None if rss_links is None else round(rss_links, 3),
+        "instructions_m": counts and {k: round(v, 2) for k, v in counts.items()},
         "targets": targets,
         "cpu_targets": cpu_targets,
     })
