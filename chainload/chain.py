@@ -145,8 +145,10 @@ def run_chain(argv, env, state):
     """Run builtins in-process from ARGV (argv[0] a builtin name), then exec."""
     while is_builtin(argv[0]):
         state.prog, module = argv[0], load(argv[0])
+        # Parsed as written (its docopt parse is stored in _parsed.py),
+        # shown as called.
         state.usage = _as_called(module.USAGE, argv[0])
-        args = core.parse_args(state.usage, argv[1:])
+        args = core.parse_args(module.USAGE, argv[1:], shown=state.usage)
         argv = module.run(args, env)
         if not argv:
             raise core.Fail(core.EXIT_USAGE, "Missing next program.")

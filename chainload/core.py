@@ -346,12 +346,13 @@ class _Help(Exception):
     pass
 
 
-def parse_args(usage, argv):
+def parse_args(usage, argv, shown=None):
     """Parse ARGV (without the program name) against the docopt USAGE text.
 
     Options end at the first operand (options_first), as in the C tools, so
-    the next program's own options are never parsed. --help prints USAGE on
-    stdout and stops the chain (status 0). A usage error raises Fail(100)
+    the next program's own options are never parsed. --help prints SHOWN
+    (default USAGE: the same text, perhaps naming the program as called)
+    on stdout and stops the chain (status 0). A usage error raises Fail(100)
     with a one-line message; the driver prints the usage synopsis after it.
     A usage that ends in <next-prog>... gets "Missing next program." when
     that is all that is missing.
@@ -365,7 +366,7 @@ def parse_args(usage, argv):
                 complaint = "Missing next program."
             raise usage_error(complaint)
     except _Help:
-        print_out(usage.strip("\n"))
+        print_out((shown or usage).strip("\n"))
         raise Done from None
     except d.DocoptExit as e:
         # parse_argv's own complaints: "--uid requires argument", ...

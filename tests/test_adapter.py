@@ -71,6 +71,24 @@ def test_every_command_link_is_cut(name):
     assert cut[2] == "<next-prog>"
 
 
+@pytest.mark.forked
+@pytest.mark.parametrize("name", [*chain.COMMANDS, *chain.ALIASES])
+def test_no_link_parses_its_usage_at_start_up(name, monkeypatch, capsys):
+    """Under every name, aliases too (whose --help and synopsis name the
+    alias), a link takes its docopt parse from _parsed.py: docopt's own
+    parser never runs. (An alias once sent its renamed text to the
+    runtime parse, about 1 ms per start.)"""
+    def refuse(*a):
+        raise AssertionError(f"{name}: usage parsed at start-up")
+
+    monkeypatch.setattr(core, "_parse", refuse)
+    with pytest.raises(core.Fail):
+        chain.run_chain([name, "--no-such-option"], {}, chain.Chain())
+    with pytest.raises(core.Done):
+        chain.run_chain([name, "--help"], {}, chain.Chain())
+    assert capsys.readouterr().out.startswith(f"Usage: {name} ")
+
+
 def test_a_link_tokenizes_only_its_own_words(monkeypatch):
     """docopt's tokenizer never sees the rest of the chain."""
     seen = []
