@@ -4,8 +4,6 @@ import os
 
 from chainload import core
 
-SUMMARY = "start a new session (setsid), then chain"
-
 USAGE = """Usage: chainload-setsid [options] [--] <next-prog>...
 
 Make the process the leader of a new session and process group (setsid) and

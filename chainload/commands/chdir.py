@@ -4,8 +4,6 @@ import os
 
 from chainload import core
 
-SUMMARY = "change the working directory, then chain"
-
 USAGE = """Usage: chdir [options] [--] <dir> <next-prog>...
 
 Change the working directory to DIR and chain to next-prog. PWD is set to

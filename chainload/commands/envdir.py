@@ -5,8 +5,6 @@ import stat
 
 from chainload import core
 
-SUMMARY = "set variables from the files of a directory, then chain"
-
 USAGE = """Usage: envdir [options] [--] <dir> <next-prog>...
 
 For every file in DIR whose name does not start with ".", set the variable

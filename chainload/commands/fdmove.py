@@ -4,8 +4,6 @@ import os
 
 from chainload import core
 
-SUMMARY = "move or copy a file descriptor, then chain"
-
 USAGE = """Usage: fdmove [options] [--] <to> <from> <next-prog>...
 
 Make file descriptor TO refer to what FROM refers to (dup2), close FROM

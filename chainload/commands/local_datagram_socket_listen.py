@@ -3,8 +3,6 @@ fd 3+n, then chain."""
 
 from chainload import listen, localsocket
 
-SUMMARY = "bind an AF_UNIX datagram socket on fd 3+n"
-
 USAGE = f"""Usage: local-datagram-socket-listen [options] [--] <path> <next-prog>...
 
 Bind an AF_LOCAL datagram socket to PATH (there is nothing to listen(2)

@@ -3,8 +3,6 @@ on fd 3+n, then chain."""
 
 from chainload import listen, localsocket
 
-SUMMARY = "bind an AF_LOCAL SOCK_SEQPACKET socket to fd 3+n, then chain"
-
 USAGE = f"""Usage: local-seqpacket-socket-listen [options] [--] <path> <next-prog>...
 
 Bind an AF_LOCAL sequential-packet socket to PATH, listen on it, put it on

@@ -3,8 +3,6 @@ on fd 3+n, then chain."""
 
 from chainload import listen, localsocket
 
-SUMMARY = "listen on an AF_UNIX stream socket on fd 3+n"
-
 USAGE = f"""Usage: local-stream-socket-listen [options] [--] <path> <next-prog>...
 
 Bind an AF_LOCAL stream socket to PATH, listen on it, put it on file

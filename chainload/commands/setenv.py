@@ -2,8 +2,6 @@
 
 from chainload import core
 
-SUMMARY = "set an environment variable, then chain"
-
 USAGE = """Usage: setenv [options] [--] <name> <value> <next-prog>...
 
 Set the environment variable NAME to VALUE and chain to next-prog. NAME

@@ -4,8 +4,6 @@ import os
 
 from chainload import core
 
-SUMMARY = "drop to an account's uid, gid and groups, then chain"
-
 USAGE = """Usage: setuidgid [options] [--] <account> <next-prog>...
 
 Look ACCOUNT up by name in the password database, set the supplementary

@@ -3,8 +3,6 @@ then chain."""
 
 from chainload import core
 
-SUMMARY = "set resource soft limits, then chain"
-
 USAGE = """Usage: softlimit [options] [--] <next-prog>...
 
 Set the soft limit of each resource named by an option, and chain to

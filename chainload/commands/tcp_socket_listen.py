@@ -2,8 +2,6 @@
 
 from chainload import inetsocket, listen
 
-SUMMARY = "listen on a TCP socket on fd 3+n"
-
 USAGE = f"""Usage: tcp-socket-listen [options] [--] <host> <service> <next-prog>...
 
 Look HOST and SERVICE up with getaddrinfo(3), bind a TCP socket to the

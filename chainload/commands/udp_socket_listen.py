@@ -2,8 +2,6 @@
 
 from chainload import inetsocket, listen
 
-SUMMARY = "bind a UDP socket on fd 3+n"
-
 USAGE = f"""Usage: udp-socket-listen [options] [--] <host> <service> <next-prog>...
 
 Look HOST and SERVICE up with getaddrinfo(3), bind a UDP socket to the

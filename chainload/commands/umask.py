@@ -4,8 +4,6 @@ import os
 
 from chainload import core
 
-SUMMARY = "set the file mode creation mask, then chain"
-
 USAGE = """Usage: umask [options] [--] <mask> <next-prog>...
 
 Set the file mode creation mask to MASK (0 to 0777) and chain to next-prog.

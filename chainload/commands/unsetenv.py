@@ -2,8 +2,6 @@
 
 from chainload import core
 
-SUMMARY = "remove an environment variable, then chain"
-
 USAGE = """Usage: unsetenv [options] [--] <name> <next-prog>...
 
 Remove the environment variable NAME, if it is set, and chain to
