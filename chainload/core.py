@@ -166,118 +166,63 @@ def parse_number(text, what, maximum, minimum=0):
 # docopt() parses its usage text on every call and tokenizes the whole
 # command line; in a chain, a link's command line is the rest of the chain.
 # The adapter keeps docopt's own parser and matcher and changes three
-# things: the usage texts, which are constant, are parsed once at build time
-# (chainload/_parsed.py; any other text once per process), their lint runs
-# in the tests, and a link's words are found without tokenizing the words
-# after them (see _match). tests/test_adapter.py holds the result to
+# things: the usage texts, which are constant, are parsed at build time
+# (chainload.usage; each command module keeps the result as PARSED, so a
+# start imports no extra module for it), their lint runs in the tests, and
+# a link's words are found without tokenizing the words after them (see
+# _match). tests/test_adapter.py holds the result to
 # docopt.docopt(usage, argv, options_first=True) on random command lines,
 # for the usage text of every command in the table.
 
 # usage text -> what _compile returns for it.
 _patterns = {}
 
+_PRIME = 2**61 - 1
 
-def _compile(usage):
-    """(pattern, options, cut, defaults, known) of USAGE: docopt's parse of
-    it, once per process; _cut()'s verdict on it; the value docopt() gives
-    each name when it is not on the command line; the names of its options."""
+
+def fingerprint(text):
+    """(length, hash) of TEXT: a frozen parse names the text it was made
+    from, so an edited usage text is never matched against a stale parse.
+    A polynomial hash over the bytes, modulo a prime: built-ins only."""
+    data = encode(text)
+    return len(data), int.from_bytes(data, "little") % _PRIME
+
+
+def _compile(usage, frozen=None):
+    """(pattern, options, cut, defaults, known) of USAGE, once per process.
+
+    FROZEN is chainload.usage.frozen(USAGE) as a command module stores it
+    (PARSED): docopt's parse of the text, what _cut() makes of it, and the
+    value docopt() gives each name when it is not on the command line.
+    Without it (or if it was made from another text), the text is parsed
+    now, by docopt, at the cost of ~1 ms. KNOWN: the names of the options.
+    """
     cached = _patterns.get(usage)
     if cached is None:
         import docopt as d
 
-        from chainload import _parsed
+        if frozen is None or frozen[0] != fingerprint(usage):
+            from chainload import usage as build
 
-        frozen = _parsed.USAGES.get(usage)
-        pattern, options = _parse(d, usage) if frozen is None else (
-            _thaw(d, frozen[0]), [_thaw(d, o) for o in frozen[1]])
-        defaults = {a.name: a.value for a in pattern.flat()}
+            frozen = build.frozen(usage)
+        _, pattern, options, cut, defaults = frozen
+        options = [_thaw(d, o, None) for o in options]
+        pattern = _thaw(d, pattern, options)
         known = {o.name for o in options}
-        cached = _patterns[usage] = (pattern, options, _cut(d, pattern), defaults, known)
+        cached = _patterns[usage] = (pattern, options, cut, defaults, known)
     return cached
 
 
-def _parse(d, usage):
-    """docopt's (pattern, options) of USAGE, as docopt() builds them."""
-    sections = _sections(d, usage)
-    options = [
-        *d.parse_options(sections.before_usage),
-        *d.parse_options(sections.after_usage),
-    ]
-    pattern = d.parse_pattern(d.formal_usage(sections.usage_body), options)
-    # fix() compares leaves by repr, O(n^2) in their number: run it before
-    # the [options] shortcuts get their options. It would leave them
-    # unchanged anyway (they are named nowhere else and, outside a "...",
-    # never repeated), so the result is the same, with fewer comparisons.
-    early = not any(r.flat(d.OptionsShortcut) for r in pattern.flat(d.OneOrMore))
-    if early:
-        pattern.fix()
-    named = set(pattern.flat(d.Option))
-    for shortcut in pattern.flat(d.OptionsShortcut):
-        shortcut.children = [o for o in options if o not in named]
-    return pattern if early else pattern.fix(), options
-
-
-def freeze(d, node):
-    """A docopt pattern NODE as nested tuples of constants (for _parsed.py)."""
-    if isinstance(node, d.BranchPattern):
-        return (type(node).__name__, tuple(freeze(d, c) for c in node.children))
-    if type(node) is d.Option:
-        return ("Option", node.short, node.longer, node.argcount, node.value)
-    return (type(node).__name__, node.name, node.value)
-
-
-def _thaw(d, node):
-    """The docopt pattern that freeze() made NODE from."""
-    cls = getattr(d, node[0])
+def _thaw(d, node, options):
+    """The docopt pattern that chainload.usage.freeze() made NODE from;
+    OPTIONS: the thawed options, which an [options] shortcut holds."""
+    name = node[0]
+    if name == "OptionsShortcut":
+        return d.OptionsShortcut(*[options[i] for i in node[1]])
+    cls = getattr(d, name)
     if issubclass(cls, d.BranchPattern):
-        return cls(*(_thaw(d, c) for c in node[1]))
+        return cls(*[_thaw(d, c, options) for c in node[1]])
     return cls(*node[1:])
-
-
-def _cut(d, pattern):
-    """(dashdash, singles, name) for a one-line usage of the chain-loader
-    form "prog [options] [--] <a> ... <z> <next-prog>...", else None.
-
-    DASHDASH: an optional "--" comes before the operands; SINGLES: how many
-    operands (or command words) are matched one word each before the last,
-    repeated one; NAME: that one's name. Options may stand anywhere.
-    """
-    if len(pattern.children) != 1 or type(pattern.children[0]) is not d.Required:
-        return None  # more than one usage line
-    *items, last = pattern.children[0].children or [None]
-    if type(last) is not d.OneOrMore or [type(c) for c in last.children] != [d.Argument]:
-        return None
-    dashdash, singles = False, 0
-    for item in items:
-        if all(type(leaf) is d.Option for leaf in item.flat()):
-            continue
-        if (type(item) is d.NotRequired and len(item.children) == 1
-                and type(item.children[0]) is d.Command and item.children[0].name == "--"
-                and not dashdash and not singles):
-            dashdash = True
-        elif type(item) in (d.Argument, d.Command):
-            singles += 1
-        else:
-            return None
-    return dashdash, singles, last.children[0].name
-
-
-def _sections(d, usage):
-    """d.parse_docstring_sections(USAGE) for a text that starts "Usage:".
-
-    docopt's section regex ends in (?:.|\\n)*, which costs ~1 ms per KB of
-    text plus ~1 ms to compile; our usage texts all start with "Usage:", and
-    for those this split gives the same four strings. Anything else goes
-    to docopt.
-    """
-    if not usage.startswith("Usage:") or usage.lower().count("usage:") != 1:
-        return d.parse_docstring_sections(usage)
-    lines = usage[len("Usage:"):].split("\n")
-    n = 1  # the body: the rest of the first line, then indented lines
-    while n < len(lines) and lines[n][:1] in (" ", "\t"):
-        n += 1
-    body = "\n".join(lines[:n]) + ("\n" if n < len(lines) else "")
-    return d.DocSections("", "Usage:", body, "\n".join(lines[n:]))
 
 
 def _leading_options(d, options, argv):
@@ -306,11 +251,11 @@ def _leading_options(d, options, argv):
         size *= 4
 
 
-def _match(usage, argv):
+def _match(usage, argv, frozen=None):
     """Return (parsed dict or None, one-line complaint or None)."""
     import docopt as d
 
-    pattern, options, cut, defaults, known = _compile(usage)
+    pattern, options, cut, defaults, known = _compile(usage, frozen)
     if cut is None:
         tokens = d.parse_argv(d.Tokens(argv), list(options), True)
         given = [t for t in tokens if type(t) is d.Option]
@@ -346,8 +291,9 @@ class _Help(Exception):
     pass
 
 
-def parse_args(usage, argv, shown=None):
-    """Parse ARGV (without the program name) against the docopt USAGE text.
+def parse_args(usage, argv, shown=None, frozen=None):
+    """Parse ARGV (without the program name) against the docopt USAGE text
+    (FROZEN: its parse as the command module stores it, see _compile).
 
     Options end at the first operand (options_first), as in the C tools, so
     the next program's own options are never parsed. --help prints SHOWN
@@ -360,9 +306,10 @@ def parse_args(usage, argv, shown=None):
     import docopt as d
 
     try:
-        args, complaint = _match(usage, argv)
+        args, complaint = _match(usage, argv, frozen)
         if args is None:
-            if "<next-prog>..." in usage and _match(usage, argv + ["next-prog"])[0] is not None:
+            if ("<next-prog>..." in usage
+                    and _match(usage, argv + ["next-prog"], frozen)[0] is not None):
                 complaint = "Missing next program."
             raise usage_error(complaint)
     except _Help:

@@ -1,9 +1,13 @@
-"""The socket-passing protocol shared by every listener.
+"""The listener core: everything the five listeners share.
 
-A listener hands its socket to the next program on file descriptor 3+n,
-where n is the number of listening descriptors already passed (0 unless
---systemd-compatibility finds a valid LISTEN_FDS/LISTEN_PID for this
-process), and optionally describes it in the environment:
+A listener is a short command module: its usage text, put together from the
+option lines here, and a run() that calls run_local() (AF_UNIX) or run_ip()
+(TCP, UDP) with its socket type. Three parts, one per concern:
+
+The protocol. A listener hands its socket to the next program on file
+descriptor 3+n, where n is the number of listening descriptors already
+passed (0 unless --systemd-compatibility finds a valid LISTEN_FDS/LISTEN_PID
+for this process), and optionally describes it in the environment:
 
   systemd (sd_listen_fds(3)): LISTEN_FDS=n+1, LISTEN_PID=<this pid>,
       LISTEN_FDNAMES with exactly one name per descriptor (or unset),
@@ -11,17 +15,63 @@ process), and optionally describes it in the environment:
       (otherwise unset, never stale);
   upstart (socket-event(7)): UPSTART_FDS=3+n, UPSTART_EVENTS=socket.
 
-Only the os module is needed here. Every listener (the AF_UNIX ones in
-chainload.localsocket, the IP ones in chainload.inetsocket) parses its
-options with the helpers below and ends with pass_listener().
+AF_UNIX listeners (local-seqpacket-, local-stream-, local-datagram-socket-
+listen differ only in the socket type; a datagram socket is never
+listen()ed). The steps of run_local(), in order:
+
+1. Everything that can be checked without side effects: the path (empty,
+   too long, @abstract), the numbers, --fd-name, then the user and group
+   names (after the numbers, so a usage error comes before a lookup).
+2. The socket and its SO_PASSCRED/SO_PASSSEC options.
+3. The bind, under umask ~mode so the file is born with its final mode. If
+   the name is taken by a socket, that socket is replaced only when a
+   connect() of our own type is refused (ECONNREFUSED: nobody listens);
+   anything but a socket, or a live socket, is refused and left alone.
+4. The file's identity (lstat: a socket owned by us, or someone replaced
+   it), registered with core.on_abort() (signals wait from before the bind
+   until then); then the owner, and the mode where the bind could not give
+   it (special bits; a default ACL on the directory), through an O_PATH handle
+   on that very inode. From here on every failure removes the file.
+5. listen() (not for datagrams), then pass_listener().
+
+IP listeners (tcp- and udp-socket-listen; a UDP socket is never listen()ed).
+The steps of run_ip(), in order:
+
+1. Everything that can be checked without side effects: the host, the
+   service (a number must be 1 to 65535: glibc would silently wrap 99999
+   to 34463 and turn 65536 or 0 into a random port), the backlog and
+   --fd-name.
+2. getaddrinfo(HOST, SERVICE, AI_PASSIVE | the asked flags); the FIRST
+   result is the one bound, as in nosh.
+3. The socket, SO_REUSEADDR (on unless --no-reuse-address), SO_REUSEPORT,
+   IP_FREEBIND and, for IPv6, IPV6_V6ONLY (on unless --combine4and6).
+4. bind(), listen() (not for UDP), then pass_listener().
+Every message names HOST SERVICE as given. There is no file, so nothing
+has to be undone on a later failure: the socket closes with the process.
+
+At import only os, errno and stat (all loaded at start-up) are needed;
+_socket is imported by run_local()/run_ip(), chainload.listenfds (the part
+the receiving side shares) only with --systemd-compatibility.
 """
 
+import errno
 import os
+import stat
 
 from chainload import core
-from chainload.listenfds import LISTEN_FDS_START, pidfd_id, pidfd_mismatch
-from chainload.listenfds import decimal as _decimal
 
+
+def preload():
+    """What a listener needs once setuidgid may have made the Python
+    installation unreadable."""
+    import grp  # noqa: F401
+    import pwd  # noqa: F401
+    import _socket  # noqa: F401
+
+
+# --- the protocol: fd 3+n, LISTEN_* and UPSTART_* ----------------------------------
+
+FIRST_FD = 3  # listenfds.LISTEN_FDS_START, not imported for it (a test holds them equal)
 FD_NAME_MAX = 255
 
 # Option lines of the usage texts, shared by every listener.
@@ -42,13 +92,15 @@ def inherited_count(env):
     too (as chainload.activation and sd_listen_fds(3) check). Anything
     missing, malformed or stale counts as none.
     """
-    if _decimal(env.get("LISTEN_PID")) != os.getpid():
+    from chainload import listenfds
+
+    if listenfds.decimal(env.get("LISTEN_PID")) != os.getpid():
         return 0
     ident = env.get("LISTEN_PIDFDID")
-    if ident is not None and pidfd_mismatch(ident):
+    if ident is not None and listenfds.pidfd_mismatch(ident):
         return 0
-    count = _decimal(env.get("LISTEN_FDS"))
-    if count is None or count > core.INT_MAX - LISTEN_FDS_START - 1:
+    count = listenfds.decimal(env.get("LISTEN_FDS"))
+    if count is None or count > core.INT_MAX - FIRST_FD - 1:
         return 0
     return count
 
@@ -68,7 +120,7 @@ def check_fd_name(name):
     return name
 
 
-def passing(args):
+def passing_options(args):
     """The checked --systemd-compatibility, --upstart-compatibility and
     --fd-name of ARGS, as keyword arguments for pass_listener()."""
     fd_name = args["--fd-name"]
@@ -80,7 +132,7 @@ def passing(args):
             "upstart": args["--upstart-compatibility"], "fd_name": fd_name}
 
 
-def backlog(args, somaxconn):
+def backlog_option(args, somaxconn):
     """The checked --backlog of ARGS, SOMAXCONN if not given."""
     if args["--backlog"] is None:
         return somaxconn
@@ -106,7 +158,7 @@ def pass_listener(fd, env, what, *, systemd=False, upstart=False, fd_name=None):
     caller knows what to clean up.
     """
     n = inherited_count(env) if systemd else 0
-    target = LISTEN_FDS_START + n
+    target = FIRST_FD + n
     try:
         place(fd, target)
     except OSError as e:
@@ -116,6 +168,8 @@ def pass_listener(fd, env, what, *, systemd=False, upstart=False, fd_name=None):
             pass
         raise core.system_error(f"{what}: descriptor {target}", e) from None
     if systemd:
+        from chainload.listenfds import pidfd_id
+
         old = env.get("LISTEN_FDNAMES")
         names = old.split(":") if n and old is not None else None
         if names is not None and (len(names) != n or not all(map(valid_fd_name, names))):
@@ -136,3 +190,354 @@ def pass_listener(fd, env, what, *, systemd=False, upstart=False, fd_name=None):
         env["UPSTART_FDS"] = str(target)
         env["UPSTART_EVENTS"] = "socket"
     return target
+
+
+# --- AF_UNIX: the path, the socket file, its owner and mode ---------------------
+
+SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux
+FILE_OPTIONS = ("--uid", "--gid", "--user", "--group", "--mode")
+
+# Parts of the usage texts.
+PATH_NOTES = """\
+A PATH of @NAME is a Linux abstract socket. An existing socket at PATH is
+replaced only if no server answers on it; anything else there is refused
+and left alone. Numbers are decimal, 0-prefixed octal or 0x-prefixed
+hexadecimal."""
+OWNER_OPTIONS = """\
+  -u, --uid N                Owner of the socket file (a user id).
+  -g, --gid N                Group of the socket file (a group id).
+  --user NAME                Owner by user name (--uid wins).
+  --group NAME               Group by group name (--gid wins).
+  -m, --mode N               Socket file mode, set at creation (octal: 0660)."""
+PASS_OPTIONS = """\
+  --pass-credentials         Set SO_PASSCRED on the socket.
+  --pass-security            Set SO_PASSSEC on the socket."""
+
+# connect() results that show a server at the other end: accepted, its
+# backlog full, or a live socket of another type.
+_LIVE = (0, errno.EAGAIN, errno.EINPROGRESS, errno.EPROTOTYPE, errno.EISCONN)
+
+
+def local_address(path):
+    """The bind address of PATH: bytes, abstract if PATH starts with @."""
+    if not path:
+        raise core.usage_error("Empty socket path.")
+    encoded = core.encode(path)
+    if path.startswith("@"):
+        if len(encoded) < 2:
+            raise core.usage_error("@: Empty abstract socket name.")
+        result, limit = b"\0" + encoded[1:], SUN_PATH_MAX
+    else:
+        result, limit = encoded, SUN_PATH_MAX - 1  # room for the NUL
+    if len(result) > limit:
+        raise core.usage_error(
+            f"{path}: Socket path too long ({len(result)} bytes, at most {limit})."
+        )
+    return result
+
+
+def _account_id(value, option, name, what):
+    """VALUE, the id that the database gives NAME, if chown can set it."""
+    if not 0 <= value <= core.ID_MAX:  # (uid_t)-1 would mean "unchanged"
+        # Python reports (uid_t)-1 as -1; say it as the database has it.
+        value &= 0xFFFFFFFF
+        raise core.usage_error(f"{option}: {name}: {what} {value} is out of range "
+                               f"(must be 0 to {core.ID_MAX}).")
+    return value
+
+
+def owner(args):
+    """(uid, gid) for chown, -1 meaning unchanged; names resolved now."""
+    # Both numbers first: a usage error (100) is reported before any lookup.
+    uid, gid = (core.parse_number(args[o], o, core.ID_MAX) if args[o] is not None else None
+                for o in ("--uid", "--gid"))
+    user, group = args["--user"], args["--group"]
+    if uid is None:
+        uid = -1 if user is None else _account_id(
+            core.user_entry(user).pw_uid, "--user", user, "User id")
+    if gid is None:
+        gid = -1 if group is None else _account_id(
+            core.group_id(group), "--group", group, "Group id")
+    return uid, gid
+
+
+def run_local(args, env, kind):
+    """The whole of an AF_UNIX listener of socket type KIND ("SOCK_STREAM",
+    "SOCK_SEQPACKET" or "SOCK_DGRAM"); returns the next program's argv."""
+    import _socket as socket  # socket.py's enums, selectors, array: ~3-6 ms
+
+    # 1. Everything that can be checked without side effects.
+    listening = kind != "SOCK_DGRAM"
+    path = args["<path>"]
+    bind_to = local_address(path)
+    abstract = path.startswith("@")
+    if abstract:
+        given = [o for o in FILE_OPTIONS if args[o] is not None]
+        if given:
+            raise core.usage_error(f"{given[0]}: Not possible with an abstract socket ({path}).")
+    mode = None
+    if args["--mode"] is not None:
+        mode = core.parse_number(args["--mode"], "--mode", 0o7777)
+    backlog = backlog_option(args, socket.SOMAXCONN) if listening else None
+    passing = passing_options(args)
+    uid, gid = owner(args)
+
+    # 2. The socket, its options, and the bind.
+    kind = getattr(socket, kind)
+    try:
+        sock = socket.socket(socket.AF_UNIX, kind)
+    except OSError as e:
+        raise core.system_error(path, e) from None
+    made = None  # (st_dev, st_ino) of the socket file this run made
+    try:
+        for flag, option in (("--pass-credentials", socket.SO_PASSCRED),
+                             ("--pass-security", socket.SO_PASSSEC)):
+            if args[flag]:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, 1)
+                except OSError as e:
+                    raise core.system_error(f"{path}: {flag}", e) from None
+        # Until the file is registered for removal, a signal must wait: else
+        # SIGINT just after bind() would leave it behind.
+        with core.signals_deferred():
+            # The node is created with the final mode: umask ~mode around
+            # bind means it never exists with wider permissions, and no chmod
+            # by name follows.
+            old_umask = os.umask(0o777 & ~mode) if mode is not None else None
+            try:
+                _bind(sock, bind_to, path, abstract, kind)
+            finally:
+                if old_umask is not None:
+                    os.umask(old_umask)
+            if not abstract:
+                made, born = _identify(path)
+                # If the chain ends without exec'ing (this or a later link
+                # fails, the next program cannot be run, a signal), the
+                # driver removes our socket file; a successful exec never does.
+                # By absolute name: a later chdir link must not move it.
+                core.on_abort(_remove_if_ours, _absolute(path), made)
+    except (OSError, core.Fail) as e:
+        sock.close()
+        if isinstance(e, core.Fail):
+            raise
+        raise core.system_error(path, e) from None
+
+    # 3. From here on a failure removes the socket file this run made.
+    try:
+        if made is not None:
+            # A default ACL on the directory can make the node narrower
+            # than the umask asked for; then the mode is set as well.
+            chmod = mode is not None and (mode & 0o7000 or born != mode)
+            _set_owner_and_mode(path, made, uid, gid, mode if chmod else None)
+        # Owner and mode are right before listen(): until then every
+        # connect() is refused. (A datagram socket takes messages from the
+        # bind on, under the mode it was created with.)
+        if listening:
+            sock.listen(backlog)
+        pass_listener(sock.detach(), env, path, **passing)
+    except (OSError, core.Fail) as e:
+        if made is not None:
+            _remove_if_ours(path, made)
+        sock.close()
+        if isinstance(e, core.Fail):
+            raise
+        raise core.system_error(path, e) from None
+    return args["<next-prog>"]
+
+
+def _bind(sock, bind_to, path, abstract, kind):
+    """Bind; replace a stale socket at PATH, refuse anything else there."""
+    try:
+        sock.bind(bind_to)
+        return
+    except OSError as e:
+        if abstract or e.errno != errno.EADDRINUSE:
+            raise core.system_error(path, e) from None
+    try:
+        st = os.lstat(core.encode(path))
+        if not stat.S_ISSOCK(st.st_mode):
+            raise core.Fail(core.EXIT_SYSTEM,
+                            f"{path}: Exists and is not a socket; not removing it.")
+        _refuse_if_live(bind_to, path, kind)
+        os.unlink(core.encode(path))
+        sock.bind(bind_to)
+    except OSError as e:
+        raise core.system_error(path, e) from None
+
+
+def _refuse_if_live(bind_to, path, kind):
+    """Fail unless connecting to the socket at PATH, with a socket of our
+    own type, is refused: only ECONNREFUSED proves that nobody serves it."""
+    import _socket as socket
+
+    probe = socket.socket(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK)
+    try:
+        probe.connect(bind_to)
+        err = 0
+    except OSError as e:
+        err = e.errno
+    finally:
+        probe.close()
+    if err == errno.ECONNREFUSED:
+        return
+    if err in _LIVE:
+        raise core.Fail(core.EXIT_SYSTEM,
+                        f"{path}: In use by a running server; not replacing it.")
+    raise core.Fail(core.EXIT_SYSTEM, f"{path}: {os.strerror(err)}; not replacing it.")
+
+
+def _identify(path):
+    """The identity (st_dev, st_ino) of the socket file this run just bound,
+    and its permission bits.
+
+    It must be a socket owned by our effective user: otherwise someone
+    swapped PATH since bind(), and we stop without touching what is there.
+    lstat needs no descriptor, so a full descriptor table cannot keep the
+    file from being identified (and removed again on a later failure).
+    """
+    st = os.lstat(core.encode(path))
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+        raise core.Fail(core.EXIT_SYSTEM, f"{path}: Replaced by something else after bind.")
+    return (st.st_dev, st.st_ino), stat.S_IMODE(st.st_mode)
+
+
+def _set_owner_and_mode(path, made, uid, gid, mode):
+    """Change the owner of the file MADE, and its mode unless MODE is None,
+    through an O_PATH handle opened without following a symlink and checked
+    to be that very inode, never by name."""
+    if uid == -1 and gid == -1 and mode is None:
+        return
+    handle = os.open(core.encode(path), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(handle)
+        if (st.st_dev, st.st_ino) != made:
+            raise core.Fail(core.EXIT_SYSTEM,
+                            f"{path}: Replaced by something else after bind.")
+        node = f"/proc/self/fd/{handle}"  # this very inode, not a name
+        if uid != -1 or gid != -1:
+            os.chown(node, uid, gid)
+        if mode is not None:
+            os.chmod(node, mode)  # after chown, which clears set-id bits
+    finally:
+        # Closed before the socket moves to 3+n, so the handle can never
+        # sit on (and be clobbered by) that descriptor.
+        os.close(handle)
+
+
+def _absolute(path):
+    """PATH from the root, as far as the working directory can be named."""
+    if path.startswith("/"):
+        return path
+    try:
+        return core.decode(os.getcwdb()) + "/" + path
+    except OSError:  # the working directory was removed
+        return path
+
+
+def _remove_if_ours(path, made):
+    """Unlink PATH only if it is still the file MADE = (st_dev, st_ino)."""
+    try:
+        now = os.lstat(core.encode(path))
+        if (now.st_dev, now.st_ino) == made:
+            os.unlink(core.encode(path))
+    except OSError:
+        pass
+
+
+# --- IP: name resolution, the port range, the socket options ----------------------
+
+PORT_MAX = 65535
+IP_FREEBIND = 15  # <linux/in.h>; Python's socket module does not name it
+
+# Option lines of the usage texts.
+IP_OPTIONS = """\
+  --no-reuse-address         Do not set SO_REUSEADDR (it is set by default).
+  --reuse-port               Set SO_REUSEPORT.
+  --bind-to-any              Set IP_FREEBIND: bind an address not (yet) local.
+  --combine4and6             Clear IPV6_V6ONLY: IPv6 also takes IPv4 traffic.
+  -H, --numeric-host         HOST must be a numeric address (AI_NUMERICHOST).
+  --numeric-service          SERVICE must be a port number (AI_NUMERICSERV).
+  --check-interfaces         Resolve with AI_ADDRCONFIG."""
+
+
+def service_of(service, numeric_only):
+    """SERVICE checked: a port number 1..65535 (plain decimal), or a name
+    from the services database, which starts with a letter."""
+    if service[:1].isascii() and service[:1].isalpha():
+        if numeric_only:
+            raise core.usage_error(f"service: {service}: Not a port number "
+                                   "(--numeric-service).")
+        return service
+    if not (service.isascii() and service.isdigit()):
+        raise core.usage_error(f"service: {service}: Not a port number or service name.")
+    if len(service) > 1 and service.startswith("0"):
+        # getaddrinfo reads 010 as 10; our numbers elsewhere read it as 8.
+        raise core.usage_error(f"service: {service}: Ambiguous leading 0 "
+                               "(write the port in plain decimal).")
+    return str(core.parse_number(service, "service", PORT_MAX, minimum=1))
+
+
+def run_ip(args, env, kind):
+    """The whole of an IP listener of socket type KIND ("SOCK_STREAM" or
+    "SOCK_DGRAM"); returns the next program's argv."""
+    import _socket as socket  # socket.py's enums, selectors, array: ~3-6 ms
+
+    # 1. Everything that can be checked without side effects.
+    listening = kind == "SOCK_STREAM"
+    host = args["<host>"]
+    if not host:
+        raise core.usage_error("Empty host name.")
+    service = service_of(args["<service>"], args["--numeric-service"])
+    backlog = backlog_option(args, socket.SOMAXCONN) if listening else None
+    passing = passing_options(args)
+    where = f"{host} {args['<service>']}"
+
+    # 2. The address: the first result.
+    flags = socket.AI_PASSIVE
+    for option, flag in (("--numeric-host", socket.AI_NUMERICHOST),
+                         ("--numeric-service", socket.AI_NUMERICSERV),
+                         ("--check-interfaces", socket.AI_ADDRCONFIG)):
+        if args[option]:
+            flags |= flag
+    kind = getattr(socket, kind)
+    try:
+        found = socket.getaddrinfo(core.encode(host), core.encode(service),
+                                   socket.AF_UNSPEC, kind, 0, flags)
+    except socket.gaierror as e:
+        raise core.Fail(core.EXIT_SYSTEM, f"{where}: {e.strerror}") from None
+    except OSError as e:  # EAI_SYSTEM: the errno
+        raise core.system_error(where, e) from None
+    if not found:  # getaddrinfo promises at least one, but do not trust it
+        raise core.Fail(core.EXIT_SYSTEM, f"{where}: No address found.")
+    family, _, proto, _, sockaddr = found[0]
+
+    # 3. The socket and its options; 4. bind and 
+    options = [("--no-reuse-address", socket.SOL_SOCKET, socket.SO_REUSEADDR,
+                0 if args["--no-reuse-address"] else 1)]
+    if args["--reuse-port"]:
+        options.append(("--reuse-port", socket.SOL_SOCKET, socket.SO_REUSEPORT, 1))
+    if args["--bind-to-any"]:  # SOL_IP works on an IPv6 socket too
+        options.append(("--bind-to-any", socket.SOL_IP, IP_FREEBIND, 1))
+    if family == socket.AF_INET6:
+        options.append(("--combine4and6", socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
+                        0 if args["--combine4and6"] else 1))
+    try:
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise core.system_error(where, e) from None
+    try:
+        for option, level, name, value in options:
+            try:
+                sock.setsockopt(level, name, value)
+            except OSError as e:
+                raise core.system_error(f"{where}: {option}", e) from None
+        sock.bind(sockaddr)
+        if listening:
+            sock.listen(backlog)
+        pass_listener(sock.detach(), env, where, **passing)
+    except (OSError, core.Fail) as e:
+        sock.close()
+        if isinstance(e, core.Fail):
+            raise
+        raise core.system_error(where, e) from None
+    return args["<next-prog>"]

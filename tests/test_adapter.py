@@ -1,7 +1,7 @@
 """The docopt adapter in chainload.core against docopt itself.
 
 The adapter uses docopt's parser and matcher but not docopt.docopt(): the
-usage texts are parsed once, at build time (chainload/_parsed.py), their
+usage texts are parsed once, at build time (each module's PARSED), their
 lint runs here, and a link gives docopt only its own words. These tests
 hold it to docopt.docopt(usage, argv, options_first=True) on random command
 lines, for the usage text of every command in chainload.chain.COMMANDS (so
@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chainload import chain, core
+from chainload import usage as build
 
 USAGES = {"chainload": chain._umbrella_usage(),
           **{name: chain.load(name).USAGE for name in chain.COMMANDS}}
@@ -34,37 +35,61 @@ def test_usage_passes_docopts_lint(name):
 
 @pytest.mark.parametrize("name", USAGES)
 def test_usage_sections_split_as_docopt_splits_them(name):
-    """core._sections is a fast stand-in for docopt's own section regex."""
+    """chainload.usage.split is a fast stand-in for docopt's own section regex."""
     usage = USAGES[name]
-    assert core._sections(docopt, usage) == docopt.parse_docstring_sections(usage)
+    assert build.split(usage) == docopt.parse_docstring_sections(usage)
 
 
 def test_parsed_usages_are_current():
-    """chainload/_parsed.py is what tests/freeze_usages.py makes of the code."""
-    if freeze_usages.TARGET.read_text() != freeze_usages.render():
-        pytest.fail("chainload/_parsed.py is out of date: run "
-                    "`.venv/bin/python tests/freeze_usages.py` and commit it")
+    """Every module's generated PARSED is what tests/freeze_usages.py makes
+    of the code."""
+    stale = [str(path.relative_to(freeze_usages.ROOT)) for path, _ in freeze_usages.stale()]
+    if stale:
+        pytest.fail(f"out of date: {', '.join(stale)}: run "
+                    "`.venv/bin/python tests/freeze_usages.py` and commit them")
+
+
+def stored(name):
+    return chain.UMBRELLA_PARSED if name == "chainload" else chain.load(name).PARSED
 
 
 @pytest.mark.parametrize("name", USAGES)
 def test_parsed_usage_is_docopts_parse(name):
-    """What _compile takes from _parsed.py equals docopt's parse of the text."""
-    usage = USAGES[name]
-    from chainload import _parsed
-
-    assert usage in _parsed.USAGES, "run `.venv/bin/python tests/freeze_usages.py`"
-    pattern, options = core._parse(docopt, usage)
-    compiled = core._compile(usage)
+    """What _compile takes from a module's PARSED equals docopt's parse of
+    the text."""
+    usage, frozen = USAGES[name], stored(name)
+    assert frozen[0] == core.fingerprint(usage), "run `.venv/bin/python tests/freeze_usages.py`"
+    pattern, options = build.parse(usage)
+    compiled = core._compile(usage, frozen)
     assert repr(compiled[0]) == repr(pattern)
     assert repr(compiled[1]) == repr(options)
-    assert repr(core._thaw(docopt, core.freeze(docopt, pattern))) == repr(pattern)
+    assert compiled[2] == build.cut(pattern)
+    assert compiled[3] == {a.name: a.value for a in pattern.flat()}
+    assert repr(core._thaw(docopt, build.freeze(pattern, options), options)) == repr(pattern)
+    # An [options] shortcut holds the very objects of the options list, as
+    # in docopt().
+    for shortcut in compiled[0].flat(docopt.OptionsShortcut):
+        assert all(any(c is o for o in compiled[1]) for c in shortcut.children)
+
+
+def test_a_stale_parse_is_not_used():
+    """A usage text edited without running tests/freeze_usages.py is parsed
+    at run time, not matched against the parse of the old text."""
+    usage = USAGES["fdmove"]
+    edited = usage.replace("-c, --copy ", "-k, --copy ")
+    assert len(edited) == len(usage)  # the same length: the hash tells them apart
+    assert core.fingerprint(edited) != core.fingerprint(usage)
+    args = core.parse_args(edited, ["-k", "1", "2", "true"], frozen=stored("fdmove"))
+    assert args["--copy"] is True
+    with pytest.raises(core.Fail, match="-c: Unrecognized option"):
+        core.parse_args(edited, ["-c", "1", "2", "true"], frozen=stored("fdmove"))
 
 
 @pytest.mark.parametrize("name", chain.COMMANDS)
 def test_every_command_link_is_cut(name):
     """Each command's usage has the one-line chain-loader form, so a link
     costs the same however long the chain after it."""
-    cut = core._compile(USAGES[name])[2]
+    cut = core._compile(USAGES[name], stored(name))[2]
     assert cut is not None, (
         f"{name}: write the usage as one line, "
         "'Usage: NAME [options] [--] <operand>... <next-prog>...'")
@@ -75,13 +100,13 @@ def test_every_command_link_is_cut(name):
 @pytest.mark.parametrize("name", [*chain.COMMANDS, *chain.ALIASES])
 def test_no_link_parses_its_usage_at_start_up(name, monkeypatch, capsys):
     """Under every name, aliases too (whose --help and synopsis name the
-    alias), a link takes its docopt parse from _parsed.py: docopt's own
-    parser never runs. (An alias once sent its renamed text to the
+    alias), a link takes its docopt parse from its module's PARSED: docopt's
+    own parser never runs. (An alias once sent its renamed text to the
     runtime parse, about 1 ms per start.)"""
     def refuse(*a):
         raise AssertionError(f"{name}: usage parsed at start-up")
 
-    monkeypatch.setattr(core, "_parse", refuse)
+    monkeypatch.setattr(build, "parse", refuse)
     with pytest.raises(core.Fail):
         chain.run_chain([name, "--no-such-option"], {}, chain.Chain())
     with pytest.raises(core.Done):

@@ -353,14 +353,17 @@ def test_version():
 # --- lazy imports -------------------------------------------------------------
 
 IMPORT_CHECK = r"""
-import json, os, sys
+import gc, json, os, sys
 SOCKET = ("socket", "_socket")  # the listener uses the C module directly
 before = any(m in sys.modules for m in SOCKET)
 import chainload.chain
 class Exec(BaseException):
     pass
 def record(path, argv, env):
+    global collecting
+    collecting = gc.isenabled()
     raise Exec([a.decode() for a in argv])
+collecting = None
 os.execve = record
 try:
     status = chainload.chain.main(json.loads(sys.argv[1]))
@@ -368,7 +371,8 @@ try:
 except Exec as e:
     status, argv = None, e.args[0]
 print(json.dumps({"before": before, "after": any(m in sys.modules for m in SOCKET),
-                  "status": status, "argv": argv, "modules": sorted(sys.modules)}))
+                  "status": status, "argv": argv, "modules": sorted(sys.modules),
+                  "collecting": collecting}))
 """
 
 
@@ -392,6 +396,30 @@ def test_listener_chain_does_import_socket(tmp_path):
                          "true"])
     assert got["argv"] == ["true"], got
     assert got["after"] is True
+    # The LISTEN_FDS helpers shared with the receiving side only when the
+    # protocol is asked for.
+    assert "chainload.listenfds" not in got["modules"]
+
+
+def test_systemd_listener_chain_imports_the_shared_helpers(tmp_path):
+    got = modules_after(["listen-seqpacket", "--systemd-compatibility",
+                         str(tmp_path / "s.sock"), "true"])
+    assert got["argv"] == ["true"], got
+    assert "chainload.listenfds" in got["modules"]
+
+
+def test_the_chain_runs_without_the_cyclic_collector():
+    # gc.disable() at start-up: its passes over docopt's objects cost ~1 ms
+    # (make bench), and a chain ends in exec before they could matter.
+    got = modules_after(["chainload", "fdmove", "-c", "5", "2", "true"])
+    assert got["argv"] == ["true"], got
+    assert got["collecting"] is False
+
+
+def test_listener_first_fd_is_the_protocol_s():
+    from chainload import listen, listenfds
+
+    assert listen.FIRST_FD == listenfds.LISTEN_FDS_START == 3
 
 
 # --- the environment passes through -------------------------------------------

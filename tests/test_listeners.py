@@ -592,33 +592,33 @@ def test_account_with_id_minus_one_is_refused(tmp_path, option, field):
 
 @pytest.mark.forked
 def test_port_rules_in_process():
-    from chainload import core, inetsocket
+    from chainload import core, listen
 
-    assert inetsocket.service_of("1", False) == "1"
-    assert inetsocket.service_of("65535", True) == "65535"
-    assert inetsocket.service_of("http", False) == "http"
-    assert inetsocket.service_of("x-y1", False) == "x-y1"
+    assert listen.service_of("1", False) == "1"
+    assert listen.service_of("65535", True) == "65535"
+    assert listen.service_of("http", False) == "http"
+    assert listen.service_of("x-y1", False) == "x-y1"
     for bad in ("0", "65536", "99999", "", "+1", " 1", "1 ", "0x50", "010", "\u0661",
                 "-"):
         with pytest.raises(core.Fail) as e:
-            inetsocket.service_of(bad, False)
+            listen.service_of(bad, False)
         assert e.value.status == 100, bad
     with pytest.raises(core.Fail):
-        inetsocket.service_of("http", True)
+        listen.service_of("http", True)
 
 
 @pytest.mark.forked
 def test_local_address_in_process():
-    from chainload import core, localsocket
+    from chainload import core, listen
 
-    assert localsocket.address("a/b") == b"a/b"
-    assert localsocket.address("@x") == b"\0x"
-    assert localsocket.address("\udcff") == b"\xff"  # bytes as given
-    assert localsocket.address("p" * 107) == b"p" * 107
-    assert localsocket.address("@" + "p" * 107) == b"\0" + b"p" * 107
+    assert listen.local_address("a/b") == b"a/b"
+    assert listen.local_address("@x") == b"\0x"
+    assert listen.local_address("\udcff") == b"\xff"  # bytes as given
+    assert listen.local_address("p" * 107) == b"p" * 107
+    assert listen.local_address("@" + "p" * 107) == b"\0" + b"p" * 107
     for bad in ("", "@", "p" * 108, "@" + "p" * 108):
         with pytest.raises(core.Fail) as e:
-            localsocket.address(bad)
+            listen.local_address(bad)
         assert e.value.status == 100
 
 
@@ -628,28 +628,28 @@ def test_passing_options_in_process():
 
     args = {"--systemd-compatibility": True, "--upstart-compatibility": False,
             "--fd-name": "web"}
-    assert listen.passing(args) == {"systemd": True, "upstart": False, "fd_name": "web"}
+    assert listen.passing_options(args) == {"systemd": True, "upstart": False, "fd_name": "web"}
     with pytest.raises(core.Fail):
-        listen.passing({**args, "--systemd-compatibility": False})
+        listen.passing_options({**args, "--systemd-compatibility": False})
     with pytest.raises(core.Fail):
-        listen.passing({**args, "--fd-name": "a:b"})
-    assert listen.backlog({"--backlog": None}, 4096) == 4096
-    assert listen.backlog({"--backlog": "010"}, 4096) == 8
+        listen.passing_options({**args, "--fd-name": "a:b"})
+    assert listen.backlog_option({"--backlog": None}, 4096) == 4096
+    assert listen.backlog_option({"--backlog": "010"}, 4096) == 8
 
 
 @pytest.mark.forked
 @pytest.mark.parametrize("kind", ["SOCK_STREAM", "SOCK_SEQPACKET", "SOCK_DGRAM"])
 def test_refuse_if_live_in_process(tmp_path, kind):
-    from chainload import core, localsocket
+    from chainload import core, listen
 
     number = getattr(socket, kind)
     path = str(tmp_path / "s")
     server = live_server(path, number)
     with pytest.raises(core.Fail) as e:
-        localsocket._refuse_if_live(path.encode(), path, number)
+        listen._refuse_if_live(path.encode(), path, number)
     assert e.value.status == 111 and "In use by a running server" in e.value.message
     server.close()
-    localsocket._refuse_if_live(path.encode(), path, number)  # stale: no complaint
+    listen._refuse_if_live(path.encode(), path, number)  # stale: no complaint
 
 
 def _lowest_free_fd():

@@ -28,3 +28,10 @@ def run(args, env):
                             "need a fork, and a chain never forks.") from None
         raise core.system_error("setsid", e) from None
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((315, 75259890476917181),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0,)),)), ('NotRequired', (('Command', '--', False),)), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-h', '--help', 0, False),),
+          (True, 0, '<next-prog>'), {'--help': False, '--': False, '<next-prog>': []})

@@ -27,3 +27,10 @@ def run(args, env):
     else:
         env.pop("PWD", None)
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((228, 2201159297605115238),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0,)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<dir>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-h', '--help', 0, False),),
+          (True, 1, '<next-prog>'), {'--help': False, '--': False, '<dir>': None, '<next-prog>': []})

@@ -106,3 +106,10 @@ def _value(data, full):
     else:
         data = data.split(b"\n", 1)[0].rstrip(b" \t\r")
     return core.decode(data.replace(b"\0", b"\n"))
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((469, 1575654111197690523),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<dir>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-f', '--full', 0, False), ('Option', '-h', '--help', 0, False)),
+          (True, 1, '<next-prog>'), {'--full': False, '--help': False, '--': False, '<dir>': None, '<next-prog>': []})

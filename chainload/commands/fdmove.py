@@ -36,3 +36,10 @@ def run(args, env):
         if not args["--copy"]:
             os.close(frm)
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((413, 1889123005875155938),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<to>', None), ('Argument', '<from>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-c', '--copy', 0, False), ('Option', '-h', '--help', 0, False)),
+          (True, 2, '<next-prog>'), {'--copy': False, '--help': False, '--': False, '<to>': None, '<from>': None, '<next-prog>': []})

@@ -1,25 +1,32 @@
 """local-seqpacket-socket-listen: listen on an AF_LOCAL SOCK_SEQPACKET socket
 on fd 3+n, then chain."""
 
-from chainload import listen, localsocket
+from chainload import listen
 
 USAGE = f"""Usage: local-seqpacket-socket-listen [options] [--] <path> <next-prog>...
 
 Bind an AF_LOCAL sequential-packet socket to PATH, listen on it, put it on
 file descriptor 3+n, and chain to next-prog (n = listening descriptors
 already passed, counted only with the --systemd-compatibility option).
-{localsocket.PATH_NOTES}
+{listen.PATH_NOTES}
 
 Options:
-{localsocket.OWNER_OPTIONS}
+{listen.OWNER_OPTIONS}
 {listen.BACKLOG_OPTION}
-{localsocket.PASS_OPTIONS}
+{listen.PASS_OPTIONS}
 {listen.PASSING_OPTIONS}
   -h, --help                 Show this help and exit.
 """
 
-preload = localsocket.preload
+preload = listen.preload
 
 
 def run(args, env):
-    return localsocket.run(args, env, "SOCK_SEQPACKET")
+    return listen.run_local(args, env, "SOCK_SEQPACKET")
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((1345, 1164550430138855003),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<path>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-u', '--uid', 1, None), ('Option', '-g', '--gid', 1, None), ('Option', None, '--user', 1, None), ('Option', None, '--group', 1, None), ('Option', '-m', '--mode', 1, None), ('Option', '-b', '--backlog', 1, None), ('Option', None, '--pass-credentials', 0, False), ('Option', None, '--pass-security', 0, False), ('Option', None, '--upstart-compatibility', 0, False), ('Option', None, '--systemd-compatibility', 0, False), ('Option', None, '--fd-name', 1, None), ('Option', '-h', '--help', 0, False)),
+          (True, 1, '<next-prog>'), {'--uid': None, '--gid': None, '--user': None, '--group': None, '--mode': None, '--backlog': None, '--pass-credentials': False, '--pass-security': False, '--upstart-compatibility': False, '--systemd-compatibility': False, '--fd-name': None, '--help': False, '--': False, '<path>': None, '<next-prog>': []})

@@ -15,3 +15,10 @@ Options:
 def run(args, env):
     env[core.variable_name(args["<name>"])] = args["<value>"]
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((225, 132675389483723603),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0,)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<name>', None), ('Argument', '<value>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-h', '--help', 0, False),),
+          (True, 2, '<next-prog>'), {'--help': False, '--': False, '<name>': None, '<value>': None, '<next-prog>': []})

@@ -49,3 +49,10 @@ def run(args, env):
     if os.getresgid() != (gid, gid, gid) or os.getresuid() != (uid, uid, uid):
         raise core.Fail(core.EXIT_SYSTEM, f"{account}: Ids did not change as asked.")
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((560, 546648590376003708),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1, 2)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<account>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-s', '--supplementary', 0, False), ('Option', '-g', '--primary-group', 1, None), ('Option', '-h', '--help', 0, False)),
+          (True, 1, '<next-prog>'), {'--supplementary': False, '--primary-group': None, '--help': False, '--': False, '<account>': None, '<next-prog>': []})

@@ -70,3 +70,10 @@ def run(args, env):
             except OSError as e:
                 raise core.system_error(f"{option}: {name}", e) from None
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((947, 2085700276486791898),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)),)), ('NotRequired', (('Command', '--', False),)), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-a', None, 1, None), ('Option', '-c', None, 1, None), ('Option', '-d', None, 1, None), ('Option', '-f', None, 1, None), ('Option', '-l', None, 1, None), ('Option', '-m', None, 1, None), ('Option', '-o', None, 1, None), ('Option', '-p', None, 1, None), ('Option', '-r', None, 1, None), ('Option', '-s', None, 1, None), ('Option', '-t', None, 1, None), ('Option', '-h', '--help', 0, False)),
+          (True, 0, '<next-prog>'), {'-a': None, '-c': None, '-d': None, '-f': None, '-l': None, '-m': None, '-o': None, '-p': None, '-r': None, '-s': None, '-t': None, '--help': False, '--': False, '<next-prog>': []})

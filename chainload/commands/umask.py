@@ -26,3 +26,10 @@ def run(args, env):
             f"a leading 0{hint}.")
     os.umask(core.parse_number(text, "mask", 0o777))
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((314, 547301955735736052),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0,)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<mask>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-h', '--help', 0, False),),
+          (True, 1, '<next-prog>'), {'--help': False, '--': False, '<mask>': None, '<next-prog>': []})

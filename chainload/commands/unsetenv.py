@@ -15,3 +15,10 @@ Options:
 def run(args, env):
     env.pop(core.variable_name(args["<name>"]), None)
     return args["<next-prog>"]
+
+
+# --- made by tests/freeze_usages.py from the usage text: do not edit ---
+PARSED = ((228, 727139928724879904),
+          ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0,)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<name>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
+          (('Option', '-h', '--help', 0, False),),
+          (True, 1, '<next-prog>'), {'--help': False, '--': False, '<name>': None, '<next-prog>': []})
