@@ -37,12 +37,17 @@ command's ru_maxrss from its wait4. Without GNU time, RSS is skipped with a
 note.
 
 The floor is the bare interpreter plus exactly the modules chain3 imports
-that are not chainload's own (FLOOR_IMPORTS). The script checks that with
-`python -X importtime` on chain3 and says so when the two sets differ.
+that are not chainload's own (FLOOR_IMPORTS), imported as chainload imports
+them: with the cyclic garbage collector off (chainload's main() turns it
+off first). The script checks the module sets with `python -X importtime`
+on chain3 and says so when they differ. Beside it, floor-gc makes the same
+imports with the collector on (the floor before chainload turned it off),
+to show how much of chain3's lead over that is the collector.
 
 Cases:
   bare       python -c "import os; os.execv('/bin/true', ['true'])"
-  floor      the same after importing FLOOR_IMPORTS
+  floor      the same after gc.disable() and importing FLOOR_IMPORTS
+  floor-gc   the same imports with the collector on (no target)
   chain3     chainload local-seqpacket-socket-listen PATH fdmove 0 3
              setuidgid nobody /bin/true   (no setuidgid unless root),
              through the venv's console script
@@ -113,6 +118,8 @@ TARGET_LINKS_RSS_MIB = 2.0  # links1000 - chain3
 # What chain3 imports beyond the interpreter's start-up set and chainload's
 # own modules (checked at every run, see floor_check).
 FLOOR_IMPORTS = "docopt, _socket, pwd, errno"
+# chainload.chain.main() turns the cyclic collector off before its imports.
+FLOOR_PRELUDE = "import gc; gc.disable(); "
 
 
 class Case:
@@ -225,8 +232,10 @@ def build_cases(tmp, installed):
     note = "" if root else "not root: without setuidgid nobody"
     cases = [
         Case("bare", [PYTHON, "-c", f"import os; os.execv({TRUE!r}, ['true'])"]),
-        Case("floor", [PYTHON, "-c",
-                       f"import {FLOOR_IMPORTS}, os; os.execv({TRUE!r}, ['true'])"]),
+        Case("floor", [PYTHON, "-c", f"{FLOOR_PRELUDE}import {FLOOR_IMPORTS}, os; "
+                                     f"os.execv({TRUE!r}, ['true'])"]),
+        Case("floor-gc", [PYTHON, "-c",
+                          f"import {FLOOR_IMPORTS}, os; os.execv({TRUE!r}, ['true'])"]),
     ]
     sock = os.path.join(tmp, "chain3.sock")
     cases.append(Case("chain3", chain3(CHAINLOAD, sock, root), sockets=[sock], note=note))
@@ -297,7 +306,7 @@ def instructions(by, env):
         return None
     argvs = {
         "bare": [PYTHON, "-c", "import os; os._exit(0)"],
-        "floor": [PYTHON, "-c", f"import {FLOOR_IMPORTS}, os; os._exit(0)"],
+        "floor": [PYTHON, "-c", f"{FLOOR_PRELUDE}import {FLOOR_IMPORTS}, os; os._exit(0)"],
     }
     for name in ("chain3", "links1"):
         argvs[name] = [PYTHON, "-c", UNTIL_EXEC, "chainload", *by[name].argv[1:]]
@@ -463,6 +472,7 @@ def _ratios(by, metric):
     get = lambda name: getattr(by[name], metric)  # noqa: E731
     ratios = {}
     for a, b in (("floor", "bare"), ("chain3", "bare"), ("chain3", "floor"),
+                 ("chain3", "floor-gc"),
                  ("installed", "floor"), ("links1", "floor"), ("chain3", "s6")):
         if a in by and b in by:
             ratios[f"{a}/{b}"] = median_ratio(get(a), get(b))
