@@ -278,7 +278,14 @@ def _entries(data):
 
 def start_argv(sys_argv):
     """argv as exec'd: sys.argv[0] (the name that picks the command), then
-    the raw bytes of every argument after the script name, decoded."""
+    the raw bytes of every argument after the script name, decoded.
+
+    In Python's UTF-8 mode (on by default in the C and POSIX locales, where
+    services usually run) CPython decoded them with core.decode's own codec,
+    so sys.argv holds them exactly; otherwise the C library's decoder did,
+    and they are read back from /proc/self/cmdline."""
+    if sys.flags.utf8_mode:
+        return list(sys_argv)
     data = _read("/proc/self/cmdline")
     count = len(sys_argv) - 1
     if data is not None and count > 0:

@@ -70,6 +70,36 @@ def test_next_program_gets_the_argument_bytes(locpath, name, arg):
     assert proc.stdout == arg
 
 
+# Python's UTF-8 mode (PYTHONUTF8=1, or the C locale): argv is taken from
+# sys.argv, not read back from /proc/self/cmdline. Bytes that are not UTF-8,
+# UTF-8 for a surrogate, an overlong "/", a code point beyond U+10FFFF.
+UTF8_MODE_ARGS = [b"\x80", b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80",
+                  b"a\xe9b", "é€😀".encode()]
+
+
+@pytest.mark.parametrize("mode", [{"PYTHONUTF8": "1", "LANG": "C.UTF-8"}, {"LC_ALL": "C"}],
+                         ids=["PYTHONUTF8", "C-locale"])
+@pytest.mark.parametrize("arg", UTF8_MODE_ARGS, ids=[a.hex() for a in UTF8_MODE_ARGS])
+def test_utf8_mode_passes_the_argument_bytes(mode, arg):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **mode}
+    proc = run_bytes(["chainload", "fdmove", "-c", "5", "2", "/usr/bin/printf", b"%s|", arg,
+                      b"x" + arg], env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == arg + b"|x" + arg + b"|"
+
+
+def test_utf8_mode_does_not_read_proc_cmdline():
+    """sys.argv is exact in UTF-8 mode: /proc/self/cmdline (~30 us: the
+    kernel copies it out of our own memory) is left unread."""
+    code = ("import sys; from chainload import chain; read = [];"
+            "chain._read = lambda path: read.append(path);"
+            "argv = chain.start_argv(['prog', 'a\\udc80b']); print(read, argv == ['prog', 'a\\udc80b'])")
+    for utf8, expected in (("1", "[] True"), ("0", "['/proc/self/cmdline'] True")):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={"PYTHONUTF8": utf8, "LANG": "C.UTF-8"}, cwd="/")
+        assert proc.stdout.strip() == expected, proc.stderr
+
+
 @pytest.mark.parametrize("name", LOCALES)
 def test_single_command_form_passes_bytes_too(locpath, name):
     env = locale_env(locpath, name)
