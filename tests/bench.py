@@ -375,8 +375,11 @@ def fit(xs, ys, degree):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=40,
-                        help="timed rounds; every case runs once per round (default 40)")
+    # 100: the 10-link cost is a difference of two ~20 ms runs divided by
+    # 9, so a run's jitter reaches it ninefold; with 40 rounds on the
+    # 2-vCPU VM it moved by +-0.03 ms between runs of the same code.
+    parser.add_argument("--runs", type=int, default=100,
+                        help="timed rounds; every case runs once per round (default 100)")
     parser.add_argument("--quick", action="store_true",
                         help="10 rounds, 1 warm-up: a smoke run, not a measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
