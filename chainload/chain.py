@@ -16,9 +16,10 @@ argv with the C library's multibyte functions and encodes it back with its
 own codec (in legacy locales such as zh_HK.BIG5HKSCS the two disagree and
 bytes change), it coerces a C locale by setting LC_CTYPE, and os.execve
 cannot pass an environment entry with an empty name or without "=". So the
-driver reads /proc/self/cmdline and /proc/self/environ, decodes both with
-core.decode(), and execs with bytes encoded by core.encode(): the next
-program gets exactly the bytes the chain got, less what its links changed.
+driver reads /proc/self/environ (and, outside Python's UTF-8 mode,
+/proc/self/cmdline), decodes them with core.decode(), and execs with bytes
+encoded by core.encode(): the next program gets exactly the bytes the chain
+got, less what its links changed.
 
 Only os and built-in modules are used at start-up; ctypes is imported only
 when the environment holds an entry that os.execve cannot pass.
