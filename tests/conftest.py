@@ -20,6 +20,13 @@ import pytest
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
 
+# The package under test is the one installed in the venv, which the
+# commands run, not the checkout: `python -m pytest` puts the working
+# directory (the checkout) first on sys.path, and so would a `python -c`
+# that a test starts from there.
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != HERE.parent]
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 def _searchable(path):
     """PATH without the directories this user cannot search.

@@ -280,3 +280,19 @@ def test_make_bench_passes_args():
     proc = make("-n", "bench", "ARGS=--quick --runs 3", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "tests/bench.py --quick --runs 3\n" in proc.stdout, proc.stdout
+
+
+def test_the_tests_import_the_installed_package():
+    """In process and in a `python -c` started from the checkout, chainload
+    is the venv's copy (tests/conftest.py), not the checkout's: a module
+    the package leaves out fails here, not only for users."""
+    import sysconfig
+
+    import chainload
+
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    assert Path(chainload.__file__).resolve().is_relative_to(site), chainload.__file__
+    out = subprocess.run([sys.executable, "-c", "import chainload; print(chainload.__file__)"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+    assert Path(out).resolve().is_relative_to(site), out
+
