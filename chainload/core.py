@@ -108,7 +108,7 @@ def user_entry(name):
     try:
         return pwd.getpwnam(name)
     except (KeyError, ValueError):
-        raise Fail(EXIT_SYSTEM, f"{name}: No such user.") from None
+        raise _not_found(name, "user") from None
 
 
 def group_id(name):
@@ -118,7 +118,22 @@ def group_id(name):
     try:
         return grp.getgrnam(name).gr_gid
     except (KeyError, ValueError):
-        raise Fail(EXIT_SYSTEM, f"{name}: No such group.") from None
+        raise _not_found(name, "group") from None
+
+
+def _not_found(name, what):
+    """The Fail for a lookup of NAME that found nothing. pwd and grp say
+    "not found" also when the database could not be read at all (they hide
+    the errno); the usual cause, no descriptor left to open it with (a
+    softlimit -o, a full table), shows when no descriptor can be opened
+    now either, and is reported as what it is."""
+    import os
+
+    try:
+        os.close(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as e:
+        return system_error(f"{name}: Cannot look up the {what}", e)
+    return Fail(EXIT_SYSTEM, f"{name}: No such {what}.")
 
 
 def variable_name(name):

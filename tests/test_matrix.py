@@ -159,6 +159,12 @@ ROWS = [
     # --- local-seqpacket-socket-listen: users, groups, numbers --------------------
     Row("listen-unknown-user", [LS, "--user", "no-such-user-chainload", "sock", "true"],
         111, ["no-such-user-chainload", "No such user"]),
+    Row("listen-user-lookup-without-descriptors",
+        ["softlimit", "-o", "3", L, "--user", "nobody", "sock", "true"],
+        111, ["nobody", "Cannot look up the user", "Too many open files"], prog=L),
+    Row("listen-group-lookup-without-descriptors",
+        ["softlimit", "-o", "3", L, "--group", "nogroup", "sock", "true"],
+        111, ["nogroup", "Cannot look up the group", "Too many open files"], prog=L),
     Row("listen-unknown-group", [LS, "--group", "no-such-group-chainload", "sock", "true"],
         111, ["no-such-group-chainload", "No such group"]),
     Row("listen-mode-not-octal", [LS, "--mode", "0999", "sock", "true"],
@@ -310,6 +316,10 @@ ROWS = [
     Row("setuidgid-uid-colon-gid", ["setuidgid", "0:0", "true"], 111, ["0:0", "No such user"]),
     Row("setuidgid-unknown-group", ["setuidgid", "-g", "no-such-group-chainload", "nobody", "true"],
         111, ["no-such-group-chainload", "No such group"]),
+    # pwd says "not found" when it could not open the database either.
+    Row("setuidgid-lookup-without-descriptors",
+        ["softlimit", "-o", "3", "setuidgid", "nobody", "true"],
+        111, ["nobody", "Cannot look up the user", "Too many open files"], prog="setuidgid"),
     Row("setuidgid-no-operands", ["setuidgid"], 100, ["Missing operand"]),
     Row("setuidgid-missing-next-program", ["setuidgid", "nobody"], 100, ["Missing next program"]),
     Row("setuidgid-option-needs-value", ["setuidgid", "--primary-group"],
