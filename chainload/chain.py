@@ -128,9 +128,11 @@ def load(name):
 def preload(argv):
     """Import everything the rest of the chain may need.
 
-    setuidgid calls this before dropping privileges, so later links still
-    work when the new user cannot read the Python installation. Any bare
-    builtin name among ARGV counts (an over-estimate is harmless).
+    run_chain() calls this before a link whose module sets PRELOAD_REST
+    (setuidgid, softlimit): after it, the new user may not be able to read
+    the Python installation, or the new limits may leave no descriptor or
+    memory to import with. Any bare builtin name among ARGV counts (an
+    over-estimate is harmless).
     """
     for word in argv:
         if is_builtin(word):
@@ -166,6 +168,8 @@ def run_chain(argv, env, state):
         state.usage = _as_called(module.USAGE, argv[0])
         args = core.parse_args(module.USAGE, argv[1:], shown=state.usage,
                                frozen=getattr(module, "PARSED", None))
+        if getattr(module, "PRELOAD_REST", False):
+            preload(args["<next-prog>"])
         argv = module.run(args, env)
         if not argv:
             raise core.Fail(core.EXIT_USAGE, "Missing next program.")

@@ -453,3 +453,22 @@ def test_messages_quoting_input_stay_one_line(argv):
     assert "\\n" in first or "\\t" in first or "\\r" in first
     assert result.stderr.count("FATAL") == 1
 
+
+
+def test_no_command_imports_the_driver():
+    """A command is its usage and its run(); what the chain around it needs
+    (such as importing the rest of the chain before setuidgid or softlimit,
+    PRELOAD_REST) is the driver's job, not an import of it."""
+    import ast
+
+    from chainload import chain
+
+    for name in chain.COMMANDS:
+        path = Path(chain.load(name).__file__)
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        assert "chainload.chain" not in imported, f"{path.name} imports the driver"

@@ -18,6 +18,11 @@ Options:
 """
 
 
+# The new user may not be able to read the Python installation: the driver
+# imports the rest of the chain before run() (chain.preload).
+PRELOAD_REST = True
+
+
 def preload():
     """What a later setuidgid needs after an earlier one dropped privileges."""
     import grp  # noqa: F401  (core.group_id, for --primary-group)
@@ -25,17 +30,11 @@ def preload():
 
 
 def run(args, env):
-    from chainload.chain import preload
-
     account = args["<account>"]
     entry = core.user_entry(account)
     uid, gid = entry.pw_uid, entry.pw_gid
     if args["--primary-group"] is not None:
         gid = core.group_id(args["--primary-group"])
-
-    # The rest of the chain runs in this process as the new user, who may
-    # not be able to read the Python installation: import it all now.
-    preload(args["<next-prog>"])
 
     try:
         if args["--supplementary"]:

@@ -43,6 +43,11 @@ LIMITS = {
 LIMIT_MAX = 2**63 - 1  # rlim_t values Python's resource module takes
 
 
+# Under the new limits (few descriptors, little memory) the later links
+# could fail to import: the driver imports them before run() (chain.preload).
+PRELOAD_REST = True
+
+
 def preload():
     import resource  # noqa: F401  (an extension module, read from disk)
 
@@ -50,15 +55,10 @@ def preload():
 def run(args, env):
     import resource
 
-    from chainload.chain import preload
-
     # Every value first: a usage error changes nothing.
     wanted = [(option, None if args[option] == "=" else
                core.parse_number(args[option], option, LIMIT_MAX))
               for option in LIMITS if args[option] is not None]
-    # Under the new limits (few descriptors, little memory) the later links
-    # could fail to import; they get what they ask for, not an import error.
-    preload(args["<next-prog>"])
     for option, value in wanted:
         for name in LIMITS[option]:
             which = getattr(resource, name)
