@@ -303,8 +303,9 @@ def sockets_by_name(unset_environment=True):
 def upstart_fd(unset_environment=True):
     """The descriptor of Upstart's socket bridge (UPSTART_FDS, when
     UPSTART_EVENTS lists "socket" and the descriptor is open and not one
-    of the standard ones, 0 to 2), or None. Sets close-on-exec on it; with UNSET_ENVIRONMENT removes UPSTART_FDS
-    and UPSTART_EVENTS, whatever the outcome."""
+    of the standard ones, 0 to 2), or None. Sets close-on-exec on it; with
+    UNSET_ENVIRONMENT removes UPSTART_FDS and UPSTART_EVENTS, whatever the
+    outcome."""
     fd = None
     if "socket" in (_getenv("UPSTART_EVENTS") or "").split():
         fd = decimal(_getenv("UPSTART_FDS"))

@@ -94,9 +94,14 @@ def usage_error(message):
 
 
 def system_error(what, err):
-    """A failed system call, as "WHAT: strerror"."""
+    """A failed system call, as "WHAT: strerror". ERR may also be the
+    ValueError of os refusing a path with a NUL in it (only an in-process
+    caller can pass one): no such file can exist."""
+    import errno
     import os
 
+    if isinstance(err, ValueError):
+        return Fail(EXIT_SYSTEM, f"{what}: {os.strerror(errno.ENOENT)}")
     text = os.strerror(err.errno) if err.errno else str(err)
     return Fail(EXIT_SYSTEM, f"{what}: {text}")
 
@@ -207,7 +212,8 @@ def _compile(usage, frozen=None):
     """(pattern, options, cut, defaults, known) of USAGE, once per process.
 
     FROZEN is chainload.usage.frozen(USAGE) as a command module stores it
-    (PARSED): docopt's parse of the text, what _cut() makes of it, and the
+    (PARSED): docopt's parse of the text, what chainload.usage.cut() makes
+    of it, and the
     value docopt() gives each name when it is not on the command line.
     Without it (or if it was made from another text), the text is parsed
     now, by docopt, at the cost of ~1 ms. KNOWN: the names of the options.

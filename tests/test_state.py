@@ -128,6 +128,19 @@ def test_envdir_directory_given_as_bytes(tmp_path, probe):
 
 
 @pytest.mark.forked
+@pytest.mark.parametrize("command", ["chdir", "envdir"])
+def test_a_nul_in_the_directory_is_no_such_file(command):
+    """Only an in-process caller can pass a NUL (argv cannot hold one); os
+    refuses such a path with ValueError, reported as the file not found."""
+    from chainload import chain, core
+
+    with pytest.raises(core.Fail) as failed:
+        chain.run_chain([command, "/tmp\0x", "true"], {}, chain.Chain())
+    assert failed.value.status == core.EXIT_SYSTEM
+    assert failed.value.message == "/tmp\0x: No such file or directory"
+
+
+@pytest.mark.forked
 @pytest.mark.parametrize("bad", ["dangling", "subdir", "fifo", "equals", "vanished"])
 def test_envdir_changes_nothing_unless_every_entry_reads(tmp_path, bad):
     """In-process: the first entries read fine, a later one fails, and the

@@ -18,9 +18,7 @@ def run(args, env):
     where = args["<dir>"]
     try:
         os.chdir(core.encode(where))
-    except ValueError:  # an embedded NUL (only from an in-process caller)
-        raise core.Fail(core.EXIT_SYSTEM, f"{where}: No such file or directory") from None
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL in DIR
         raise core.system_error(where, e) from None
     if where.startswith("/"):
         env["PWD"] = where

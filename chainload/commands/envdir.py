@@ -38,7 +38,7 @@ def read_directory(where, full=False):
     try:
         dirfd = os.open(core.encode(where), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (OSError, ValueError) as e:
-        raise _failure(where, e) from None
+        raise core.system_error(where, e) from None
     try:
         # By the descriptor, so every entry comes from this one directory;
         # as bytes, so no name goes through the locale.
@@ -55,15 +55,9 @@ def read_directory(where, full=False):
             changes.append((name, _value(_read(dirfd, raw, entry), full)))
         return changes
     except OSError as e:
-        raise _failure(where, e) from None
+        raise core.system_error(where, e) from None
     finally:
         os.close(dirfd)
-
-
-def _failure(what, e):
-    if isinstance(e, ValueError):  # an embedded NUL (only from an in-process caller)
-        return core.Fail(core.EXIT_SYSTEM, f"{what}: No such file or directory")
-    return core.system_error(what, e)
 
 
 def _read(dirfd, raw, entry):
