@@ -94,19 +94,20 @@ def main(prefix, mandir, *skip):
     replace_symlink("../lib/chainload/bin/chainload", bindir / "chainload")
     for name in installed_names(skip):
         replace_symlink("chainload", bindir / name)
-    man1 = prefix / "share" / "man" / "man1"
-    man1.mkdir(parents=True, exist_ok=True)
-    for page in sorted([*mandir.glob("*.1"), *mandir.glob("aliases/*.1")]):
-        target = man1 / page.name
+    man = prefix / "share" / "man"
+    copy_pages([*mandir.glob("*.1"), *mandir.glob("aliases/*.1")], man / "man1")
+    copy_pages(mandir.glob("*.3"), man / "man3")
+
+
+def copy_pages(pages, section):
+    """Copy PAGES into the directory SECTION, mode 0644."""
+    section.mkdir(parents=True, exist_ok=True)
+    for page in sorted(pages):
+        target = section / page.name
         if target.is_symlink():  # an alias page of an older install
             target.unlink()
         shutil.copyfile(page, target)
         target.chmod(0o644)
-    man3 = prefix / "share" / "man" / "man3"
-    man3.mkdir(parents=True, exist_ok=True)
-    for page in sorted(mandir.glob("*.3")):
-        shutil.copyfile(page, man3 / page.name)
-        (man3 / page.name).chmod(0o644)
 
 
 if __name__ == "__main__":
