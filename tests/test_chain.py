@@ -416,7 +416,7 @@ def test_the_chain_runs_without_the_cyclic_collector():
     assert got["collecting"] is False
 
 
-def test_listener_first_fd_is_the_protocol_s():
+def test_listener_first_fd_agrees_with_listenfds():
     from chainload import listen, listenfds
 
     assert listen.FIRST_FD == listenfds.LISTEN_FDS_START == 3
