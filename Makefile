@@ -21,7 +21,7 @@ CLASH    := fdmove setuidgid envdir softlimit umask
 SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)
-SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) \
+SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py chainload/convert/*.py) \
             $(MANPAGES) $(MAN3) $(wildcard man/aliases/*.1)
 STAMP    := $(VENV)/.installed
 ARGS    ?=
