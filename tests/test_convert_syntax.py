@@ -193,7 +193,9 @@ def write(root, files):
 
 def convert(tmp_path, files, unit, *options, unit_path=True):
     write(tmp_path / "units", files)
-    argv = ["chainload-convert", "--chainload", "chainload", *options]
+    argv = ["chainload-convert", *options]
+    if "--chainload" not in options:
+        argv[1:1] = ["--chainload", "chainload"]
     if unit_path:
         argv += ["--unit-path", str(tmp_path / "units")]
     return run([*argv, unit])

@@ -54,6 +54,8 @@ class Warning_:
                       int(line) if line.isdigit() else 0)
 
     def line(self):
+        if self.where == "chainload-convert":
+            return f"{self.where}: {self.directive}: {self.why}"
         group = table.WHY.get(self.kind)
         why = f"{group}: {self.why}" if group else self.why
         return f"{self.where}: {self.directive}: not converted ({why})"
@@ -168,8 +170,24 @@ class Converter:
             sockets.append(self.load(extra))
         self.service, self.sockets = service, sockets
         self.check_directives()
-        links = self.chain()
-        return self.script(links)
+        self.links = self.chain()
+        self.check_commands()
+        return self.script(self.links)
+
+    def check_commands(self):
+        """Every builtin the chain uses is in this chainload's command table."""
+        from chainload.chain import ALIASES, COMMANDS
+
+        used = []
+        for link in self.links:
+            heads = link if link[0] in ("if", "foreground") else link[:1]
+            used += [w for w in heads if w in EMITTED_BUILTINS and w not in used]
+        for name in used:
+            if name not in COMMANDS and name not in ALIASES:
+                self.warnings.append(Warning_(
+                    "chainload-convert", name, None,
+                    "this chainload has no such command: the script runs only with a "
+                    "chainload that has it"))
 
     def service_of(self, socket):
         value, entry = self.single(socket, "Socket", "Service")
