@@ -482,6 +482,7 @@ class Converter:
                 total += 1
             if accept:
                 links.append(self.accept_link(unit, entries[0]))
+            self.not_for(unit, entries)
         if not total and self.sockets:
             raise Refusal(f"{self.sockets[0].path}: No Listen*= line to convert.")
         if not self.accept and self.sockets and self.stdin() == "socket":
@@ -528,7 +529,6 @@ class Converter:
                 words.append("--pass-credentials")
             if self.boolean(unit, "Socket", "PassSecurity", False):
                 words.append("--pass-security")
-            self.not_for(unit, ("ReusePort", "FreeBind"), "an AF_UNIX socket")
             words.append(path)
         else:
             _, host, port, family = address
@@ -543,19 +543,27 @@ class Converter:
                 words.append("--bind-to-any")
             if family == 6 and self.ipv6_only(unit) is False:
                 words.append("--combine4and6")
-            self.not_for(unit, ("PassCredentials", "PassSecurity", "SocketMode",
-                                "SocketUser", "SocketGroup", "DirectoryMode"),
-                         "an IP socket")
             words += ["-H", host, port]
         links.append([command, *words])
         return links
 
-    def not_for(self, unit, keys, what):
-        for key in keys:
-            entry = unit.last("Socket", key)
-            if entry is not None and not getattr(entry, "_warned", False):
-                entry._warned = True
-                self.warn(entry, None, f"no effect on {what}")
+    def not_for(self, unit, entries):
+        """Warn about the options that apply to none of UNIT's listeners."""
+        kinds = set()
+        for entry in entries:
+            try:
+                kinds.add(parse_listen(self.spec(unit, entry) or "", entry.key)[0])
+            except syntax.SyntaxProblem:
+                pass
+        for kind, keys, what in (
+                ("unix", ("PassCredentials", "PassSecurity", "SocketMode", "SocketUser",
+                          "SocketGroup", "DirectoryMode"), "an IP socket"),
+                ("inet", ("ReusePort", "FreeBind", "BindIPv6Only"), "an AF_UNIX socket")):
+            if kinds and kind not in kinds:
+                for key in keys:
+                    entry = unit.last("Socket", key)
+                    if entry is not None:
+                        self.warn(entry, None, f"no effect on {what}")
 
     def ipv6_only(self, unit):
         value, entry = self.single(unit, "Socket", "BindIPv6Only", resolve=False)
