@@ -80,7 +80,7 @@ def test_the_launcher_runs_python_in_isolated_mode(prefix):
 def test_every_name_of_the_table_is_a_link_to_chainload(prefix):
     bin_dir = prefix / "bin"
     installed = sorted(p.name for p in bin_dir.iterdir())
-    assert installed == sorted(["chainload", *table_names()]), installed
+    assert installed == sorted(["chainload", "chainload-convert", *table_names()]), installed
     for name in table_names():
         assert os.readlink(bin_dir / name) == "chainload", name
 
@@ -167,6 +167,18 @@ def test_installed_chain_runs(prefix, tmp_path):
                            str(sock)],
                           capture_output=True, text=True, timeout=60, env=clean_env)
     assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
+
+
+def test_installed_converter_names_the_installed_chainload(prefix, tmp_path):
+    unit = tmp_path / "t.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n")
+    proc = subprocess.run([str(prefix / "bin" / "chainload-convert"), "-q", str(unit)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert f"exec {prefix / 'bin' / 'chainload'} " in proc.stdout
+    assert (prefix / "lib" / "chainload" / "bin" / "chainload-convert").read_text() \
+        .startswith(f"#!{prefix / 'lib' / 'chainload' / 'bin' / 'python'} -I\n")
 
 
 @pytest.fixture(params=["PYTHONHOME", "no-PYTHONHOME"])

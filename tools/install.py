@@ -43,6 +43,9 @@ from chainload.chain import main
 
 sys.exit(main())
 """
+# Programs that are not chain commands, each with a launcher of its own
+# (same -I shebang) and a symlink in PREFIX/bin: name -> module with main().
+PROGRAMS = {"chainload-convert": "chainload.convert.main"}
 
 
 def fail(message):
@@ -76,11 +79,16 @@ def write_launcher(libdir):
     scripts = metadata.distribution("chainload").entry_points.select(group="console_scripts")
     for script in scripts:
         (libdir / "bin" / script.name).unlink(missing_ok=True)
-    launcher = libdir / "bin" / "chainload"
-    tmp = launcher.with_name(f".chainload.tmp{os.getpid()}")
-    tmp.write_text(LAUNCHER.format(python=python))
-    tmp.chmod(0o755)
-    os.replace(tmp, launcher)
+    launchers = {"chainload": LAUNCHER.format(python=python)}
+    for name, module in PROGRAMS.items():
+        launchers[name] = LAUNCHER.format(python=python).replace(
+            "from chainload.chain import main", f"from {module} import main")
+    for name, text in launchers.items():
+        launcher = libdir / "bin" / name
+        tmp = launcher.with_name(f".{name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, launcher)
 
 
 def main(prefix, mandir, *skip):
@@ -92,6 +100,8 @@ def main(prefix, mandir, *skip):
     bindir = prefix / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     replace_symlink("../lib/chainload/bin/chainload", bindir / "chainload")
+    for name in PROGRAMS:
+        replace_symlink(f"../lib/chainload/bin/{name}", bindir / name)
     for name in installed_names(skip):
         replace_symlink("chainload", bindir / name)
     man = prefix / "share" / "man"
