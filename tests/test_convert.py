@@ -324,3 +324,10 @@ def test_run_as_a_user_with_pre_steps(tmp_path, probe, probe_dir):
     assert report["resuid"] == [nobody.pw_uid] * 3
     assert environ(report)["HOME"] == nobody.pw_dir
     assert st.st_uid == nobody.pw_uid
+
+
+def test_unbalanced_quote_in_a_dependency_is_a_warning(tmp_path):
+    """Found by the fuzzer: Requires=" raised out of the converter."""
+    result = convert(tmp_path, {"t.service": '[Unit]\nRequires="\n' + SERVICE}, "t.service")
+    assert result.returncode == 0, result.stderr
+    assert "Internal error" not in result.stderr

@@ -336,3 +336,62 @@ def test_missing_unit_and_no_execstart_are_refused(tmp_path):
     result = convert(tmp_path, {"t.service": "[Service]\nUser=x\n"}, "t.service")
     assert result.returncode == 111 and "No ExecStart=" in result.fatal_line()
     assert result.stdout == ""
+
+
+# --- no input makes an internal error --------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ_EXAMPLES = int(os.environ.get("CHAINLOAD_FUZZ_EXAMPLES", "200"))
+KEYS = ["ListenStream", "ListenDatagram", "ListenSequentialPacket", "ListenFIFO", "Accept",
+        "SocketMode", "DirectoryMode", "SocketUser", "BindIPv6Only", "FileDescriptorName",
+        "MaxConnections", "Backlog", "Service", "ExecStart", "ExecStartPre", "ExecCondition",
+        "Environment", "EnvironmentFile", "UnsetEnvironment", "User", "Group",
+        "SupplementaryGroups", "WorkingDirectory", "UMask", "LimitNOFILE", "LimitCPU",
+        "LimitNICE", "RuntimeDirectory", "StateDirectoryMode", "StandardInput",
+        "StandardOutput", "StandardError", "Nice", "IOSchedulingClass",
+        "CPUSchedulingPolicy", "CPUSchedulingPriority", "OOMScoreAdjust",
+        "AmbientCapabilities", "Type", "DynamicUser", "PermissionsStartOnly", "Sockets",
+        "Requires", "PrivateTmp", "Bogus"]
+PIECES = ["/run/x", "@a", "22", "[::1]:80", "1.2.3.4:5", "yes", "no", "0777", "root",
+          "%i", "%I", "%t", "%z", "%", "$A", "${A}", "$$", ";", "\\;", "\\", "\"", "'",
+          "-", "+", "!", "!!", "@", ":", "~", "infinity", "1:2", "8M", "file:/f",
+          "append:/a", "socket", "null", "forking", "oneshot", "notify", "A=b", "a b",
+          "\\x00", "\\xff", "\\u00e9", "rr", "idle", "-5", "CAP_NET_RAW", "x.socket", " "]
+VALUES = st.lists(st.sampled_from(PIECES) | st.text(max_size=4), max_size=5).map("".join)
+LINES = st.lists(st.tuples(st.sampled_from(["Socket", "Service", "Unit", "X"]),
+                           st.sampled_from(KEYS), VALUES), max_size=12)
+
+
+def unit_text(lines, continuation):
+    out = []
+    for section, key, value in lines:
+        out.append(f"[{section}]\n{key}={value}{continuation}\n")
+    return "".join(out)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(socket=LINES, service=LINES, continuation=st.sampled_from(["", " \\", "\\\\"]),
+       name=st.sampled_from(["t", "t@i-x", "t@"]))
+def test_no_unit_makes_an_internal_error(tmp_path, socket, service, continuation, name):
+    from chainload.convert import emit
+
+    base = tmp_path / "fuzz"
+    base.mkdir(exist_ok=True)
+    for f in base.iterdir():
+        f.unlink()
+    (base / f"{name}.socket").write_text(unit_text(socket, continuation))
+    (base / f"{name}.service").write_text(unit_text(service, continuation))
+    (base / f"{name.partition('@')[0]}@.service").write_text(unit_text(service, ""))
+    for unit in (f"{name}.socket", f"{name}.service"):
+        converter = emit.Converter(units.Lookup([str(base)]), units.Host())
+        try:
+            script = converter.convert(unit, str(base / unit))
+        except units.Refusal as e:
+            assert str(e) and "\n" not in str(e)
+            continue
+        assert script.startswith("#!/bin/sh\n")
+        for w in converter.warnings:
+            assert "\n" not in w.line() or "\n" in w.directive

@@ -110,15 +110,23 @@ class Converter:
             self.warn(entry, None, f"{e}; ignored, as systemd does")
             return None
 
-    def words(self, unit, entry, **flags):
-        """The words of ENTRY, each with specifiers resolved."""
+    def words(self, unit, entry, quiet=False, **flags):
+        """The words of ENTRY, each with specifiers resolved (QUIET: no
+        warning, for a second look at an entry)."""
         try:
             raw = syntax.split_words(entry.value, None, **flags)
         except syntax.SyntaxProblem as e:
-            self.warn(entry, None, f"{e}; ignored, as systemd does")
+            if not quiet:
+                self.warn(entry, None, f"{e}; ignored, as systemd does")
             return []
         out = []
         for word in raw:
+            if quiet:
+                try:
+                    out.append(units.expand_specifiers(word, self.specifiers[unit.name]))
+                except syntax.SyntaxProblem:
+                    return []
+                continue
             resolved = self.spec(unit, entry, word)
             if resolved is None:
                 return []
@@ -238,7 +246,7 @@ class Converter:
                     kind, text = None, "a [Service] section in a socket unit"
                 if kind in (table.SUPERVISOR, table.NOT_IN_CHAIN):
                     if entry.key in DEPENDENCY_KEYS and entry.value and set(
-                            syntax.split_words(entry.value)) <= converted:
+                            self.words(unit, entry, cunescape=False, quiet=True)) <= converted:
                         continue  # the units converted together: satisfied
                     if entry.value == "" or self.trivial(entry):
                         continue
