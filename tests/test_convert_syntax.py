@@ -395,3 +395,14 @@ def test_no_unit_makes_an_internal_error(tmp_path, socket, service, continuation
         assert script.startswith("#!/bin/sh\n")
         for w in converter.warnings:
             assert "\n" not in w.line() or "\n" in w.directive
+
+
+def test_an_alias_is_named_after_its_file_and_reads_both_dropins(tmp_path):
+    write(tmp_path / "units", {"ssh.service": SERVICE + "Environment=A=unit\n",
+                               "ssh.service.d/a.conf": "[Service]\nEnvironment=A=own\n",
+                               "sshd.service.d/b.conf": "[Service]\nEnvironment=B=alias\n"})
+    os.symlink("ssh.service", tmp_path / "units" / "sshd.service")
+    result = run(["chainload-convert", "--unit-path", str(tmp_path / "units"), "sshd.service"])
+    words = chain_of(result)
+    env = {words[i + 1]: words[i + 2] for i, w in enumerate(words) if w == "setenv"}
+    assert env["A"] == "own" and env["B"] == "alias"

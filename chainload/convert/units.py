@@ -279,11 +279,13 @@ class Lookup:
         dirs += [os.path.join(d, kind + ".d") for d in self.dirs]
         return dirs
 
-    def dropins(self, name):
-        """The .conf files of NAME's drop-in directories: one per file name
-        (the first directory wins), sorted by file name."""
+    def dropins(self, name, aliases=()):
+        """The .conf files of the drop-in directories of NAME (then of its
+        ALIASES): one per file name (the first directory wins), sorted by
+        file name."""
         chosen = {}
-        for d in self.dropin_dirs(name):
+        dirs = [d for n in (name, *aliases) for d in self.dropin_dirs(n)]
+        for d in dict.fromkeys(dirs):
             try:
                 names = os.listdir(d)
             except OSError:
@@ -339,13 +341,20 @@ def load(lookup, name, path=None):
         instance_of = os.path.basename(path)
     if _masked(path):
         raise Refusal(f"{name}: The unit is masked ({path} is /dev/null).")
+    aliases = []
+    real = os.path.basename(os.path.realpath(path))
+    if os.path.islink(path) and real != name and real.rpartition(".")[2] == \
+            name.rpartition(".")[2] and instance_of is None:
+        # An alias (sshd.service -> ssh.service): systemd names the unit
+        # after the file it points to, and reads the drop-ins of both.
+        aliases, name = [name], real
     try:
         entries, problems = read_unit_file(path)
     except OSError as e:
         raise Refusal(f"{path}: Cannot read the unit: {os.strerror(e.errno)}.") from None
     files = [path]
     problems = [(path, line, text) for line, text in problems]
-    for dropin in lookup.dropins(name):
+    for dropin in lookup.dropins(name, aliases):
         if _masked(dropin):
             continue
         try:
