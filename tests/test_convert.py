@@ -2,10 +2,12 @@
 directive, the order of the chain, warnings, refusals and options; and
 the converted scripts run, ending in the probe."""
 
+import filecmp
 import json
 import os
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -331,3 +333,32 @@ def test_unbalanced_quote_in_a_dependency_is_a_warning(tmp_path):
     result = convert(tmp_path, {"t.service": '[Unit]\nRequires="\n' + SERVICE}, "t.service")
     assert result.returncode == 0, result.stderr
     assert "Internal error" not in result.stderr
+
+
+# --- golden scripts of real units (run by tests/test_convert_e2e.py) -----------------------
+
+UNITS_DIR = Path(__file__).resolve().parent / "units"
+
+
+@pytest.mark.parametrize("unit", ["uuidd.socket", "dbus.socket", "ssh.socket",
+                                  "saned.socket"])
+def test_golden_scripts_of_debian_units(unit):
+    """tests/units holds Debian 12's uuid-runtime, dbus, openssh-server and
+    sane-utils units as shipped, and the script each gives. The end-to-end
+    tests run the same units (from /lib/systemd/system, with a drop-in that
+    moves the socket) against the real daemons; where the packaged unit is
+    installed and unchanged it gives the golden script too."""
+    golden = (UNITS_DIR / f"{unit}.run").read_text()
+    result = run(["chainload-convert", "-q", "--chainload", "chainload", "--unit-path",
+                  str(UNITS_DIR), unit])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.replace(str(UNITS_DIR), "UNITS") == golden
+    subprocess.run(["sh", "-n"], input=golden, text=True, check=True)
+    names = [line.split()[-1].rpartition("/")[2] for line in golden.splitlines()
+             if line.startswith("#   ")]
+    if all(filecmp.cmp(UNITS_DIR / n, f"/lib/systemd/system/{n}", shallow=False)
+           for n in names if os.path.exists(f"/lib/systemd/system/{n}")) and all(
+            os.path.exists(f"/lib/systemd/system/{n}") for n in names):
+        packaged = run(["chainload-convert", "-q", "--chainload", "chainload", "--unit-path",
+                        "/lib/systemd/system", unit])
+        assert packaged.stdout.replace("/lib/systemd/system", "UNITS") == golden
