@@ -362,3 +362,11 @@ def test_golden_scripts_of_debian_units(unit):
         packaged = run(["chainload-convert", "-q", "--chainload", "chainload", "--unit-path",
                         "/lib/systemd/system", unit])
         assert packaged.stdout.replace("/lib/systemd/system", "UNITS") == golden
+
+
+def test_environment_file_wildcard_is_warned_not_emitted(tmp_path):
+    result = convert(tmp_path, {"t.service": SERVICE + "EnvironmentFile=-/etc/t/*.env\n"},
+                     "t.service")
+    assert "envfile" not in text_of(result)
+    assert "EnvironmentFile=-/etc/t/*.env: not converted (not expressible in a chain: " \
+           "a wildcard" in result.stderr

@@ -353,6 +353,9 @@ class Converter:
             if not path.startswith("/"):
                 self.warn(entry, None, "not an absolute path; ignored, as systemd does")
                 continue
+            if any(c in path for c in "*?["):
+                self.warn(entry, table.NOT_IN_CHAIN, "a wildcard: envfile reads one file")
+                continue
             links.append(["envfile", *(["--ignore-missing"] if optional else []), path])
         for entry in s.all("Service", "UnsetEnvironment"):
             for word in self.words(s, entry):

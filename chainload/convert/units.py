@@ -180,6 +180,7 @@ def specifier_table(unit, host):
         "y": lambda: unit.path,
         "Y": lambda: os.path.dirname(unit.path),
         "q": lambda: _read_first_line("/etc/hostname"),
+        "d": lambda: f"{host.runtime}/credentials/{unit.name}",
         "%": lambda: "%",
     }
 
