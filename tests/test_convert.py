@@ -370,3 +370,9 @@ def test_environment_file_wildcard_is_warned_not_emitted(tmp_path):
     assert "envfile" not in text_of(result)
     assert "EnvironmentFile=-/etc/t/*.env: not converted (not expressible in a chain: " \
            "a wildcard" in result.stderr
+
+
+def test_standard_error_follows_only_a_redirected_standard_output(tmp_path):
+    result = convert(tmp_path, {"t.service": SERVICE + "StandardOutput=tty\n"}, "t.service")
+    assert "fdmove" not in text_of(result)
+    assert "StandardOutput=tty: not converted (not expressible" in result.stderr

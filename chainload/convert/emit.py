@@ -707,11 +707,12 @@ class Converter:
             self.warn(entry, table.NOT_IN_CHAIN, "no chainload link gives this standard input")
         out_entry = s.last("Service", "StandardOutput")
         stdout = out_entry.value if out_entry else ("socket" if socket_io else "inherit")
-        links += self.output(1, stdout, out_entry, socket_io)
+        out_links = self.output(1, stdout, out_entry, socket_io)
+        links += out_links
         err_entry = s.last("Service", "StandardError")
         stderr = err_entry.value if err_entry else "inherit"
         if stderr == "inherit" or stderr == stdout and not stderr.startswith("truncate:"):
-            if stdout != "inherit" and not stdout.startswith(("journal", "syslog", "kmsg")):
+            if out_links:  # standard error goes where standard output was sent
                 links.append(["fdmove", "-c", "2", "1"])
         else:
             links += self.output(2, stderr, err_entry, socket_io)
