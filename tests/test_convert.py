@@ -376,3 +376,16 @@ def test_standard_error_follows_only_a_redirected_standard_output(tmp_path):
     result = convert(tmp_path, {"t.service": SERVICE + "StandardOutput=tty\n"}, "t.service")
     assert "fdmove" not in text_of(result)
     assert "StandardOutput=tty: not converted (not expressible" in result.stderr
+
+
+def test_unwritable_standard_output_is_one_fatal_line(tmp_path):
+    write(tmp_path / "units", {"t.service": SERVICE})
+    argv = [str(BIN / "chainload-convert"), "-q", "--unit-path", str(tmp_path / "units"),
+            "t.service"]
+    proc = subprocess.run(argv, stdout=open("/dev/full", "w"), stderr=subprocess.PIPE,
+                          text=True)
+    assert proc.returncode == 111
+    assert proc.stderr == "chainload-convert: FATAL: Standard output: No space left on device.\n"
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          close_fds=True, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 111 and "Traceback" not in proc.stderr, proc.stderr

@@ -42,7 +42,11 @@ def _fatal(status, message, usage=False):
         from chainload import core
 
         text += core.synopsis(USAGE) + "\n"
-    sys.stderr.write(text)
+    try:
+        sys.stderr.buffer.write(text.encode("utf-8", "backslashreplace"))
+        sys.stderr.flush()
+    except (OSError, AttributeError, ValueError):
+        pass
     return status
 
 
@@ -135,8 +139,12 @@ def _main(argv):
             where = e.filename or args["--output-dir"]
             return _fatal(111, f"{where}: {os.strerror(e.errno) if e.errno else e}.")
     else:
-        sys.stdout.buffer.write(script.encode("utf-8", "surrogateescape"))
-        sys.stdout.flush()
+        try:
+            sys.stdout.buffer.write(script.encode("utf-8", "surrogateescape"))
+            sys.stdout.flush()
+        except (OSError, AttributeError, ValueError) as e:
+            reason = os.strerror(e.errno) if getattr(e, "errno", None) else "Closed"
+            return _fatal(111, f"Standard output: {reason}.")
     return 0
 
 
@@ -151,8 +159,11 @@ def _print_warnings(converter, args):
     ordered = sorted(converter.warnings, key=lambda w: (KIND_ORDER.get(w.kind, 2), w.order))
     text = "".join(f"{w.line()}\n" for w in ordered)
     if text:
-        sys.stderr.buffer.write(text.encode("utf-8", "backslashreplace"))
-        sys.stderr.flush()
+        try:
+            sys.stderr.buffer.write(text.encode("utf-8", "backslashreplace"))
+            sys.stderr.flush()
+        except (OSError, AttributeError, ValueError):
+            pass
 
 
 if __name__ == "__main__":
