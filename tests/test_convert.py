@@ -389,3 +389,15 @@ def test_unwritable_standard_output_is_one_fatal_line(tmp_path):
     proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           close_fds=True, preexec_fn=lambda: os.close(1))
     assert proc.returncode == 111 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_ignore_sigpipe_and_accept_instance_are_warned(tmp_path):
+    result = convert(tmp_path, {"t.service": SERVICE + "IgnoreSIGPIPE=yes\n"}, "t.service")
+    assert "IgnoreSIGPIPE=yes: not converted (not expressible" in result.stderr
+    result = convert(tmp_path, {"t.service": SERVICE + "IgnoreSIGPIPE=no\n"}, "t.service")
+    assert "IgnoreSIGPIPE" not in result.stderr
+    files = {"b.socket": "[Socket]\nListenStream=/run/b\nAccept=yes\n",
+             "b@.service": "[Service]\nExecStart=/bin/x %i\n"}
+    result = convert(tmp_path, files, "b.socket")
+    assert "ExecStart=/bin/x %i: not converted (not expressible in a chain: the instance" \
+        in result.stderr

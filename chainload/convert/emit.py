@@ -317,6 +317,16 @@ class Converter:
             self.warn(entry, None, f"unknown Type={kind}; converted as simple")
         if kind == "idle":
             self.warn(entry, table.SUPERVISOR, "start delay (Type=idle)")
+        pipe = s.last("Service", "IgnoreSIGPIPE")
+        if pipe is not None and self.boolean(s, "Service", "IgnoreSIGPIPE", True):
+            self.warn(pipe, table.NOT_IN_CHAIN, "no link ignores a signal: SIGPIPE keeps "
+                      "the disposition the supervisor gives")
+        if self.accept:
+            for entry in s.entries:
+                if entry.section == "Service" and ("%i" in entry.value or "%I" in entry.value):
+                    self.warn(entry, table.NOT_IN_CHAIN, "the instance name of an "
+                              "Accept=yes connection is not known before it comes; "
+                              "%i is empty")
         if self.boolean(s, "Service", "DynamicUser", False):
             d = s.last("Service", "DynamicUser")
             self.refuse_or_warn(d, f"{d.where}: DynamicUser=yes: the account exists only "

@@ -79,7 +79,8 @@ EXEC = {
     "CPUSchedulingResetOnFork": (CHAIN, "chrt --reset-on-fork (util-linux)"),
     "OOMScoreAdjust": (CHAIN, "choom -n N (util-linux)"),
     "AmbientCapabilities": (CHAIN, "setpriv --inh-caps --ambient-caps (util-linux)"),
-    "IgnoreSIGPIPE": (CHAIN, "no: nothing to do (the disposition is passed on)"),
+    "IgnoreSIGPIPE": (CHAIN, "no: nothing to do (the disposition is passed on); yes: "
+                      "a warning"),
     "SyslogIdentifier": (SUPERVISOR, "logging"),
     "SyslogFacility": (SUPERVISOR, "logging"),
     "SyslogLevel": (SUPERVISOR, "logging"),
