@@ -194,7 +194,9 @@ SANE_VERSION = (1 << 24) | (0 << 16) | 3
 
 
 def sane_init(port):
-    """saned's first exchange (SANE_NET_INIT): (status, version) or None."""
+    """saned's first exchange (SANE_NET_INIT): (status, version) or None.
+    (scanimage's net backend takes saned's port only from /etc/services,
+    so the client side of the protocol's first call is spoken here.)"""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             user = b"chainload\0"
