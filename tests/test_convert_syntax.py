@@ -210,12 +210,6 @@ def chain_of(result):
     return shlex.split(body.replace("\\\n", " "))
 
 
-def links_named(words, name):
-    """Each occurrence of NAME with the words after it, up to the next
-    builtin name of the chain (good enough for these checks)."""
-    return [words[i:] for i, w in enumerate(words) if w == name]
-
-
 SOCKET = "[Socket]\nListenStream=/run/t/sock\n"
 SERVICE = "[Service]\nExecStart=/bin/daemon\n"
 

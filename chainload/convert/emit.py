@@ -997,7 +997,7 @@ def _limit_value(text, kind):
         if m:
             return str(int(float(m.group(1)) * _SIZE[m.group(2)]))
     elif kind in ("sec", "usec"):
-        total, rest = 0, text
+        total = 0
         parts = re.findall(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", text)
         if parts and "".join(n + u for n, u in parts) == text.replace(" ", ""):
             for n, u in parts:
@@ -1009,7 +1009,6 @@ def _limit_value(text, kind):
                 if kind == "sec":
                     return str(int(-(-total // 1_000_000)))  # rounded up, as systemd does
                 return str(int(total))
-        del rest
     elif kind == "nice":
         m = re.fullmatch(r"([+-])?([0-9]+)", text)
         if m:
