@@ -80,9 +80,11 @@ def write_launcher(libdir):
     for script in scripts:
         (libdir / "bin" / script.name).unlink(missing_ok=True)
     launchers = {"chainload": LAUNCHER.format(python=python)}
+    entry = "from chainload.chain import main"
+    if entry not in launchers["chainload"]:
+        fail(f"LAUNCHER no longer says {entry!r}: update PROGRAMS' launchers")
     for name, module in PROGRAMS.items():
-        launchers[name] = LAUNCHER.format(python=python).replace(
-            "from chainload.chain import main", f"from {module} import main")
+        launchers[name] = launchers["chainload"].replace(entry, f"from {module} import main")
     for name, text in launchers.items():
         launcher = libdir / "bin" / name
         tmp = launcher.with_name(f".{name}.tmp{os.getpid()}")
