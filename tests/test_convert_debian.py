@@ -34,7 +34,10 @@ def unpacked(request):
     """{package: its dpkg-deb -x directory}, downloading what is missing."""
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         pytest.skip("needs apt-get and dpkg-deb (Debian)")
-    cache = request.config.cache.mkdir("chainload-convert-debs")
+    try:
+        cache = request.config.cache.mkdir("chainload-convert-debs")
+    except OSError as e:
+        pytest.skip(f"pytest's cache directory is not writable here ({e.strerror})")
     debs = {p: [f for f in os.listdir(cache) if f.startswith(p + "_") and f.endswith(".deb")]
             for p in PACKAGES}
     missing = [p for p, found in debs.items() if not found]
