@@ -360,14 +360,30 @@ def print_out(text):
 
 def write_out(stream, text):
     """Write TEXT to STREAM (sys.stdout or sys.stderr) as the bytes it came
-    from: through the stream's binary buffer, never its codec (which would
-    change the bytes of a path in a legacy locale, and may need a codec
-    module that setuidgid's new user cannot read)."""
+    from: with write(2) on the stream's descriptor, never through its codec
+    (which would change the bytes of a path in a legacy locale, and may need
+    a codec module that setuidgid's new user cannot read) nor its buffer. A
+    write that fails (a full disk, a pipe whose reader is gone, a descriptor
+    a link closed) is given up: left in a buffer, it would fail again when
+    Python flushes at exit, which prints "Exception ignored" and turns the
+    documented exit status into 120."""
     if stream is None:  # started with that descriptor closed
         return
+    import os
+
+    data = encode(text)
     try:
-        stream.flush()
-        stream.buffer.write(encode(text))
-        stream.buffer.flush()
-    except (OSError, ValueError, AttributeError):
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # not a file (a test's capture)
+        try:
+            stream.flush()
+            stream.buffer.write(data)
+            stream.buffer.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        return
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
         pass
