@@ -39,24 +39,24 @@ FAILURES = [
 ]
 
 
-def closed_pipe():
+def start_into(argv, where, stream):
+    """start(ARGV) with STREAM ("stdout" or "stderr") on /dev/full or on a
+    pipe whose reader is gone."""
+    if where == "dev-full":
+        with open("/dev/full", "wb") as f:
+            return start(argv, **{stream: f})
     r, w = os.pipe()
     os.close(r)
-    return w
+    try:
+        return start(argv, **{stream: w})
+    finally:
+        os.close(w)
 
 
 @pytest.mark.parametrize("argv,status", FAILURES, ids=[a[0] for a, _ in FAILURES])
 @pytest.mark.parametrize("where", ["dev-full", "closed-pipe"])
 def test_unwritable_stderr_keeps_the_status(argv, status, where):
-    if where == "dev-full":
-        with open("/dev/full", "wb") as f:
-            proc = start(argv, stderr=f)
-    else:
-        w = closed_pipe()
-        try:
-            proc = start(argv, stderr=w)
-        finally:
-            os.close(w)
+    proc = start_into(argv, where, "stderr")
     assert proc.returncode == status
 
 
@@ -71,14 +71,6 @@ def test_stderr_closed_by_a_link_keeps_the_status():
                                   ["chainload", "--version"]])
 @pytest.mark.parametrize("where", ["dev-full", "closed-pipe"])
 def test_help_to_an_unwritable_stdout_is_status_0_and_silent(argv, where):
-    if where == "dev-full":
-        with open("/dev/full", "wb") as f:
-            proc = start(argv, stdout=f)
-    else:
-        w = closed_pipe()
-        try:
-            proc = start(argv, stdout=w)
-        finally:
-            os.close(w)
+    proc = start_into(argv, where, "stdout")
     assert proc.returncode == 0
     assert proc.stderr == b""
