@@ -167,7 +167,8 @@ def run_chain(argv, env, state):
         # PARSED), shown as called.
         state.usage = _as_called(module.USAGE, argv[0])
         args = core.parse_args(module.USAGE, argv[1:], shown=state.usage,
-                               frozen=getattr(module, "PARSED", None))
+                               frozen=getattr(module, "PARSED", None),
+                               hint=getattr(module, "operand_hint", None))
         if getattr(module, "PRELOAD_REST", False):
             preload(args["<next-prog>"])
         argv = module.run(args, env)
@@ -409,6 +410,9 @@ def _execve(candidate, args, exec_env, environment):
 # execvp(3) goes on to the next PATH entry after these errors.
 _NEXT = {errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.ENODEV, errno.ETIMEDOUT}
 
+# glibc's execvp(3) passes over a PATH element this long or longer.
+PATH_MAX = 4096
+
 
 def _exec_env(environment):
     """ENVIRONMENT as os.execve takes it, or None where it cannot (an entry
@@ -445,22 +449,29 @@ def execute(argv, env):
     if not name:
         candidates = []
     elif "/" in name:
-        candidates = [args[0]]
+        candidates = [(args[0], None)]
     else:
         path = env.get("PATH", os.defpath)
-        candidates = [core.encode(d or ".") + b"/" + args[0] for d in path.split(":")]
+        candidates = [(d + b"/" + args[0], d) for d in
+                      (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
     exec_env = _exec_env(environment)
-    error, denied = errno.ENOENT, False
+    error, denied, unsearchable = errno.ENOENT, False, None
     _for_exec(True)
     try:
-        for candidate in candidates:
+        for candidate, directory in candidates:
             try:
-                if len(candidates) > 1:
+                if directory is not None:
                     # A name that is not there is passed over without an
                     # execve (with the caught signals at their defaults).
                     try:
                         os.stat(candidate)
                     except OSError as e:
+                        if e.errno == errno.EACCES:
+                            # stat needs only search permission on the way:
+                            # this directory of PATH cannot be searched.
+                            unsearchable = unsearchable or directory
+                            error = e.errno
+                            continue
                         if e.errno in _NEXT:
                             raise
                 _execve(candidate, args, exec_env, environment)
@@ -472,39 +483,32 @@ def execute(argv, env):
                     break
     finally:  # only reached when exec failed
         _for_exec(False)
+    raise _exec_failure(name, error, denied, unsearchable)
+
+
+def _exec_failure(name, error, denied, unsearchable):
+    """The Fail for an exec of NAME that did not happen: ERROR the errno of
+    the last try, DENIED whether a file was found that could not be run,
+    UNSEARCHABLE the first directory of PATH that could not be searched."""
+    if unsearchable is not None and not denied and error in (*_NEXT, errno.EACCES):
+        # As execvp(3): 126, for the program may be in there.
+        return core.Fail(core.EXIT_CANNOT_EXECUTE,
+                         f"{name}: Not found in the directories of PATH this user can "
+                         f"search; {core.decode(unsearchable)}: Permission denied")
     if denied and error in _NEXT:
         error = errno.EACCES
-    status = core.EXIT_NOT_FOUND if error in (errno.ENOENT, errno.ENOTDIR) else core.EXIT_CANNOT_EXECUTE
-    raise core.Fail(status, f"{name}: {os.strerror(error)}")
+    if error in (errno.ENOENT, errno.ENOTDIR):
+        message = f"{name}: {os.strerror(error)}"
+        if name.startswith("-"):
+            message += " (taken as the next program: options go before the operands)"
+        return core.Fail(core.EXIT_NOT_FOUND, message)
+    return core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name}: {os.strerror(error)}")
 
 
 # --- messages ---------------------------------------------------------------------
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(c):
-    code = ord(c)
-    if c in _ESCAPES:
-        return _ESCAPES[c]
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def _one_line(text):
-    """TEXT with control and unprintable characters escaped: a message
-    quotes user input (paths, names, numbers), and must stay one line.
-    Built-ins only: after setuidgid no codec may be loadable."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
 def _fatal(state, status, message):
-    text = f"{_one_line(state.prog)}: FATAL: {_one_line(message)}\n"
+    text = f"{core.one_line(state.prog)}: FATAL: {core.one_line(message)}\n"
     if status == core.EXIT_USAGE and state.usage:
         text += core.synopsis(state.usage) + "\n"
     core.write_out(sys.stderr, text)

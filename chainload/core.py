@@ -89,6 +89,29 @@ class Done(Exception):
     """Stop the chain without an error (after --help or --version)."""
 
 
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(c):
+    code = ord(c)
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def one_line(text):
+    """TEXT with control and unprintable characters escaped: a message
+    quotes user input (paths, names, numbers), and must stay one line.
+    Built-ins only: after setuidgid no codec may be loadable."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
 def usage_error(message):
     return Fail(EXIT_USAGE, message)
 
@@ -312,7 +335,7 @@ class _Help(Exception):
     pass
 
 
-def parse_args(usage, argv, shown=None, frozen=None):
+def parse_args(usage, argv, shown=None, frozen=None, hint=None):
     """Parse ARGV (without the program name) against the docopt USAGE text
     (FROZEN: its parse as the command module stores it, see _compile).
 
@@ -321,18 +344,17 @@ def parse_args(usage, argv, shown=None, frozen=None):
     (default USAGE: the same text, perhaps naming the program as called)
     on stdout and stops the chain (status 0). A usage error raises Fail(100)
     with a one-line message; the driver prints the usage synopsis after it.
-    A usage that ends in <next-prog>... gets "Missing next program." when
-    that is all that is missing.
+    HINT, if given, is called with the operand words of a command line that
+    does not parse, and may return a better message (a command's own
+    advice). A usage that ends in <next-prog>... and would parse with one
+    more word gets "Missing next program", naming what each operand took.
     """
     import docopt as d
 
     try:
         args, complaint = _match(usage, argv, frozen)
         if args is None:
-            if ("<next-prog>..." in usage
-                    and _match(usage, argv + ["next-prog"], frozen)[0] is not None):
-                complaint = "Missing next program."
-            raise usage_error(complaint)
+            raise usage_error(_complaint(usage, argv, frozen, hint) or complaint)
     except _Help:
         print_out((shown or usage).strip("\n"))
         raise Done from None
@@ -340,6 +362,37 @@ def parse_args(usage, argv, shown=None, frozen=None):
         # parse_argv's own complaints: "--uid requires argument", ...
         raise usage_error(str(e).splitlines()[0].rstrip(".") + ".") from None
     return args
+
+
+def _complaint(usage, argv, frozen, hint):
+    """A better message than docopt's for ARGV, which does not parse, or None.
+
+    When one more word would make it parse, an operand may be missing as
+    well as the next program: "listen-tcp 8090 prog" read 8090 as the host
+    and prog as the service. Say which word each operand took."""
+    import docopt as d
+
+    _, options, cut, _, _ = _compile(usage, frozen)
+    if hint is not None:
+        _, first = _leading_options(d, options, argv)
+        words = argv[first:]
+        if cut is not None and cut[0] and words[:1] == ["--"]:
+            words = words[1:]
+        message = hint(words)
+        if message:
+            return message
+    if "<next-prog>..." not in usage:
+        return None
+    more = _match(usage, argv + ["next-prog"], frozen)[0]
+    if more is None:
+        return None
+    names = [k for k in more if k[:1] == "<" and k != "<next-prog>"]
+    if not names:
+        return "Missing next program."
+    shown = [name.strip("<>").upper() for name in names]
+    got = [f"{n}={one_line(more[k])}" for n, k in zip(shown[:-1], names)]
+    got.append(f"{'and ' if got else ''}{one_line(more[names[-1]])} as {shown[-1]}")
+    return f"Missing next program, or operand {shown[-1]} (got {', '.join(got)})."
 
 
 def synopsis(usage):

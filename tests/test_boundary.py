@@ -74,3 +74,121 @@ def test_help_to_an_unwritable_stdout_is_status_0_and_silent(argv, where):
     proc = start_into(argv, where, "stdout")
     assert proc.returncode == 0
     assert proc.stderr == b""
+
+
+# --- items 3, 4 and 17: the PATH search ---------------------------------------------
+
+def test_an_option_after_the_operands_says_where_options_go(tmp_path):
+    proc = start(["listen-stream", str(tmp_path / "s"), "--mode", "0666", "true"])
+    assert proc.returncode == 127
+    assert proc.stderr.decode().splitlines() == [
+        "listen-stream: FATAL: --mode: No such file or directory "
+        "(taken as the next program: options go before the operands)"]
+    assert not (tmp_path / "s").exists()  # the failed exec undid the socket
+
+
+def test_a_program_not_found_without_a_dash_has_no_hint():
+    proc = start(["fdmove", "-c", "5", "1", "no-such-program-xyzzy"])
+    assert proc.stderr.decode().splitlines() == [
+        "fdmove: FATAL: no-such-program-xyzzy: No such file or directory"]
+
+
+def test_a_path_directory_that_cannot_be_searched_is_named(world_tmp):
+    """Found nowhere else: 126 as execvp(3) (the program may be in there),
+    and the message names the directory, not the program, as denied."""
+    locked = world_tmp / "locked"
+    locked.mkdir()
+    env = clean_env(PATH=f"{locked}:/usr/bin:/bin")
+    if os.geteuid() == 0:  # root searches everything: drop to nobody first
+        locked.chmod(0o700)
+        argv = ["setuidgid", "nobody", "no-such-daemon-xyzzy"]
+    else:
+        locked.chmod(0o000)
+        argv = ["fdmove", "-c", "5", "1", "no-such-daemon-xyzzy"]
+    try:
+        proc = start(argv, env=env)
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 126, proc.stderr
+    assert proc.stderr.decode().splitlines() == [
+        f"{argv[0]}: FATAL: no-such-daemon-xyzzy: Not found in the directories of PATH this "
+        f"user can search; {locked}: Permission denied"]
+
+
+def test_a_path_directory_that_cannot_be_searched_does_not_hide_a_later_one(world_tmp):
+    locked = world_tmp / "locked"
+    locked.mkdir()
+    env = clean_env(PATH=f"{locked}:/usr/bin:/bin")
+    argv = ["setuidgid", "nobody", "true"] if os.geteuid() == 0 else ["fdmove", "5", "5", "true"]
+    locked.chmod(0o700 if os.geteuid() == 0 else 0)
+    try:
+        proc = start(argv, env=env)
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_path_element_of_path_max_bytes_is_passed_over(tmp_path):
+    """glibc's execvp(3) skips an element of PATH_MAX (4096) bytes or more;
+    it used to end the search with ENAMETOOLONG (126)."""
+    (tmp_path / "bin").mkdir()
+    prog = tmp_path / "bin" / "say-hi"
+    prog.write_text("#!/bin/sh\necho hi\n")
+    prog.chmod(0o755)
+    for length in (4096, 5000):
+        long = "/" + "d" * (length - 1)
+        proc = start(["fdmove", "-c", "5", "1", "say-hi"],
+                     env=clean_env(PATH=f"{long}:{tmp_path / 'bin'}"))
+        assert (proc.returncode, proc.stdout) == (0, b"hi\n"), proc.stderr
+
+
+# --- item 2: miscounted operands -------------------------------------------------
+
+MISCOUNTED = [
+    (["listen-tcp", "8090", "prog"],
+     "listen-tcp: FATAL: Missing next program, or operand SERVICE "
+     "(got HOST=8090, and prog as SERVICE)."),
+    (["chainload", "tcp-socket-listen", "--", "8090", "prog"],
+     "tcp-socket-listen: FATAL: Missing next program, or operand SERVICE "
+     "(got HOST=8090, and prog as SERVICE)."),
+    (["fdmove", "3", "prog"],
+     "fdmove: FATAL: Missing next program, or operand FROM (got TO=3, and prog as FROM)."),
+    (["chdir", "/"], "chdir: FATAL: Missing next program, or operand DIR (got / as DIR)."),
+    (["setenv", "FOO=bar", "prog"],
+     "setenv: FATAL: FOO=bar: Not a valid variable name; write setenv FOO bar"),
+    (["setenv", "FOO=bar"],
+     "setenv: FATAL: FOO=bar: Not a valid variable name; write setenv FOO bar"),
+    (["setenv", "FOO=bar", "prog", "arg"],
+     "setenv: FATAL: FOO=bar: Not a valid variable name; write setenv FOO bar"),
+    (["softlimit", "-o", "5"], "softlimit: FATAL: Missing next program."),
+]
+
+
+@pytest.mark.parametrize("argv,line", MISCOUNTED, ids=[" ".join(a) for a, _ in MISCOUNTED])
+def test_miscounted_operands_say_what_each_operand_took(argv, line):
+    proc = start(argv)
+    assert proc.returncode == 100
+    lines = proc.stderr.decode().splitlines()
+    assert lines[0] == line
+    assert lines[1].startswith("Usage:")
+
+
+def test_every_command_names_its_operands_when_one_word_is_short():
+    """Generic, in the adapter: every command of the table (and any added
+    later) whose usage has operands before <next-prog> names them."""
+    from chainload import chain, core
+
+    for name, (module, _) in chain.COMMANDS.items():
+        mod = chain.load(name)
+        compiled = core._compile(mod.USAGE, getattr(mod, "PARSED", None))
+        cut = compiled[2]
+        if cut is None or not cut[1]:
+            continue
+        words = [f"w{i}" for i in range(cut[1])]
+        argv = [name, *words]
+        # the words must be acceptable to docopt as operands; a command's
+        # own hint (setenv) may speak first
+        proc = start(["chainload", *argv])
+        line = proc.stderr.decode().splitlines()[0]
+        assert proc.returncode == 100, line
+        assert f"w{cut[1] - 1} as " in line or "write " in line, line

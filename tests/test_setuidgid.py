@@ -140,7 +140,8 @@ def test_unknown_group(world_tmp):
 def test_missing_account_or_next_program():
     fatal(go(["setuidgid"]), 100, "setuidgid: FATAL: Missing operand.")
     fatal(go(["setuidgid", "-s"]), 100, "setuidgid: FATAL: Missing operand.")
-    fatal(go(["setuidgid", "nobody"]), 100, "setuidgid: FATAL: Missing next program.")
+    fatal(go(["setuidgid", "nobody"]), 100,
+          "setuidgid: FATAL: Missing next program, or operand ACCOUNT (got nobody as ACCOUNT).")
     fatal(go(["setuidgid", "-g"]), 100, "setuidgid: FATAL: -g requires argument.")
 
 
