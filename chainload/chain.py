@@ -121,7 +121,12 @@ def load(name):
     """The module of builtin NAME, imported on first use."""
     module, _ = COMMANDS[ALIASES.get(name, name)]
     full = "chainload.commands." + module
-    __import__(full)  # importlib itself costs an import
+    try:
+        __import__(full)  # importlib itself costs an import
+    except OSError as e:  # no descriptor left to read it with, ...
+        raise core.system_error("Cannot load the command", e) from None
+    except ImportError as e:  # unreadable after setuidgid, no memory to map it, ...
+        raise core.Fail(core.EXIT_SYSTEM, f"Cannot load the command: {e}") from None
     return sys.modules[full]
 
 
@@ -162,7 +167,8 @@ def _as_called(usage, name):
 def run_chain(argv, env, state):
     """Run builtins in-process from ARGV (argv[0] a builtin name), then exec."""
     while is_builtin(argv[0]):
-        state.prog, module = argv[0], load(argv[0])
+        state.prog = argv[0]  # a failure to load it is its own
+        module = load(argv[0])
         # Parsed as written (by its docopt parse, stored in the module as
         # PARSED), shown as called.
         state.usage = _as_called(module.USAGE, argv[0])
@@ -213,12 +219,12 @@ def main(argv=None):
     # ~11,000 objects to track) cost ~1 ms (make bench: floor-gc - floor).
     gc.disable()
     state = Chain()
-    if argv is None:  # a real start-up, not a call from a test
-        catch_signals()
-        argv, env = start_argv(sys.argv), start_environ()
-    else:
-        argv, env = list(argv), dict(os.environ)
     try:
+        if argv is None:  # a real start-up, not a call from a test
+            catch_signals()
+            argv, env = start_argv(sys.argv), start_environ()
+        else:
+            argv, env = list(argv), dict(os.environ)
         name = personality(argv[0]) if argv else None
         if name is None:
             umbrella(argv or [UMBRELLA], env, state)
@@ -233,6 +239,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         core.abort()
         return _fatal(state, core.EXIT_SYSTEM, "Interrupted.")
+    except MemoryError:  # a memory limit (softlimit -a, -d) too low to go on
+        core.abort()
+        return _fatal(state, core.EXIT_SYSTEM, os.strerror(errno.ENOMEM))
     except Exception as e:  # never a traceback: a bug still gets one line
         core.abort()
         return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}: {e}")
@@ -315,7 +324,11 @@ def start_environ():
             env[key] = core.decode(value)
     if len(env) == len(raw):
         return Environ(env)
-    import ctypes  # noqa: F401  (loaded now: after setuidgid it may be unreadable)
+    try:
+        import ctypes  # noqa: F401  (loaded now: after setuidgid it may be unreadable)
+    except ImportError as e:  # no memory to map it (a tiny RLIMIT_AS), ...
+        raise core.Fail(core.EXIT_SYSTEM, "Cannot load ctypes, which passes on environment "
+                        f"entries without \"=\" or with an empty name: {e}") from None
     return Environ(env, raw)
 
 

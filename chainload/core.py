@@ -194,8 +194,8 @@ def parse_number(text, what, maximum, minimum=0):
     if not digits or not all(c in allowed for c in digits):
         raise usage_error(f"{what}: {text}: Not a number.")
     # A bound on the length keeps int() away from huge inputs; anything
-    # this long is out of every range we use.
-    value = int(digits, base) if len(digits) <= 40 else maximum + 1
+    # this long (less leading zeros) is out of every range we use.
+    value = int(digits, base) if len(digits.lstrip("0")) <= 40 else maximum + 1
     if text[:1] == "-":
         value = -value
     if not minimum <= value <= maximum:

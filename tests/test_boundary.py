@@ -192,3 +192,101 @@ def test_every_command_names_its_operands_when_one_word_is_short():
         line = proc.stderr.decode().splitlines()[0]
         assert proc.returncode == 100, line
         assert f"w{cut[1] - 1} as " in line or "write " in line, line
+
+
+# --- item 17: resources that run out ------------------------------------------------
+
+RAW_EXEC = """
+import ctypes, resource, sys
+limit = int(sys.argv[1])
+argv = [a.encode() for a in sys.argv[2:]]
+v = lambda xs: (ctypes.c_char_p * (len(xs) + 1))(*xs, None)
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+ctypes.CDLL(None).execve(argv[0], v(argv), v([b"NOEQUALS", b"A=1", b"PATH=/usr/bin:/bin"]))
+sys.exit(99)
+"""
+
+
+def test_a_tiny_address_space_never_gives_a_traceback_from_chainload():
+    """Swept through the sizes at which the interpreter starts but chainload
+    runs out: reading the environment (an entry without "=" needs ctypes)
+    and running the links must end in one FATAL line, never a traceback
+    from chainload's own code nor "Internal error: MemoryError:" with no
+    text. (Below that the interpreter itself cannot start: not ours.)"""
+    import sys
+
+    reached = 0
+    for limit in range(8_000_000, 26_000_000, 500_000):
+        try:
+            proc = subprocess.run([sys.executable, "-c", RAW_EXEC, str(limit),
+                                   command("chainload"), "fdmove", "1", "1", "umask", "022",
+                                   "/bin/true"], capture_output=True, timeout=5)
+        except subprocess.TimeoutExpired:  # the interpreter's own start-up can hang so
+            continue
+        err = proc.stderr.decode(errors="replace")
+        assert "chainload/chain.py" not in err and "chainload/core.py" not in err, (limit, err)
+        assert "Internal error: MemoryError" not in err, (limit, err)
+        if ": FATAL: " in err:
+            reached += 1
+            assert proc.returncode == 111, (limit, err)
+    assert reached, "no limit in the sweep reached chainload's code"
+
+
+def test_out_of_descriptors_the_link_that_cannot_load_says_so():
+    import resource
+
+    limit = 16
+    fill = [w for fd in range(3, limit) for w in ("fdmove", "-c", str(fd), "1")]
+
+    def low():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    proc = start(["chainload", *fill, "umask", "022", "/bin/true"], preexec_fn=low)
+    assert proc.returncode == 111
+    assert proc.stderr.decode().splitlines() == [
+        "umask: FATAL: Cannot load the command: Too many open files"]
+
+
+def test_envdir_reads_only_the_first_line_of_a_huge_file(tmp_path):
+    """A 1 GiB sparse file after its first line: under a 200 MB address
+    space envdir still reads it (it used to read all of it, which took
+    30 s and 5 GiB)."""
+    import resource
+
+    env = tmp_path / "env"
+    env.mkdir()
+    with open(env / "BIG", "wb") as f:
+        f.write(b"first line\n")
+        f.truncate(2**30)
+
+    def small():
+        resource.setrlimit(resource.RLIMIT_AS, (200_000_000, resource.RLIM_INFINITY))
+
+    proc = start(["envdir", str(env), "/usr/bin/printenv", "BIG"], preexec_fn=small)
+    assert (proc.returncode, proc.stdout) == (0, b"first line\n"), proc.stderr
+
+
+def test_a_memory_error_names_what_ran_out(tmp_path):
+    """envdir -f must read the whole file: under a small address space that
+    is "Cannot allocate memory", not an empty "Internal error"."""
+    import resource
+
+    env = tmp_path / "env"
+    env.mkdir()
+    with open(env / "BIG", "wb") as f:
+        f.truncate(2**30)
+        f.write(b"x")
+
+    def small():
+        resource.setrlimit(resource.RLIMIT_AS, (200_000_000, resource.RLIM_INFINITY))
+
+    proc = start(["envdir", "-f", str(env), "/bin/true"], preexec_fn=small)
+    assert proc.returncode == 111
+    assert proc.stderr.decode().splitlines() == ["envdir: FATAL: Cannot allocate memory"]
+
+
+@pytest.mark.parametrize("word", ["0" * 41 + "22", "0x" + "0" * 60 + "12", "0" * 100 + "7"])
+def test_leading_zeros_do_not_make_a_number_out_of_range(word):
+    proc = start(["umask", word, "sh", "-c", "umask"])
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout, 8) == (int(word, 16) if word.startswith("0x") else int(word, 8))

@@ -52,7 +52,7 @@ def read_directory(where, full=False):
             if not raw or b"=" in raw:
                 raise core.Fail(core.EXIT_SYSTEM,
                                 f"{entry}: Not a valid variable name (empty, or has \"=\").")
-            changes.append((name, _value(_read(dirfd, raw, entry), full)))
+            changes.append((name, _value(_read(dirfd, raw, entry, full), full)))
         return changes
     except OSError as e:
         raise core.system_error(where, e) from None
@@ -60,8 +60,10 @@ def read_directory(where, full=False):
         os.close(dirfd)
 
 
-def _read(dirfd, raw, entry):
-    """The bytes of regular file RAW in DIRFD (symlinks followed).
+def _read(dirfd, raw, entry, full):
+    """The bytes of regular file RAW in DIRFD (symlinks followed): all of
+    them if FULL, else up to the end of the first line (a file of
+    gigabytes costs no more than its first line).
 
     The type is checked before the open, so a FIFO or a device is never
     opened (opening one can block or act), and again on the open file.
@@ -76,6 +78,8 @@ def _read(dirfd, raw, entry):
         chunks = []
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
+            if not full and b"\n" in chunk:
+                break
         return b"".join(chunks)
     except OSError as e:
         raise core.system_error(entry, e) from None
