@@ -22,7 +22,7 @@ SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)
 SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py) \
-            $(MANPAGES) $(MAN3) $(wildcard man/aliases/*.1)
+            $(MANPAGES) $(MAN3) $(wildcard man/aliases/*.1) tools/utf8_scripts.py
 STAMP    := $(VENV)/.installed
 ARGS    ?=
 
@@ -46,6 +46,9 @@ $(STAMP): $(SOURCES) | venv-base
 	@# The venv's bundled setuptools adds a start-up hook (_distutils_hack)
 	@# to every interpreter start; pip builds in isolation and needs none.
 	$(BIN)/python -m pip uninstall --quiet --yes setuptools
+	@# pip's scripts start Python without flags; give them -X utf8, without
+	@# which Python cannot start in a locale it has no codec for.
+	$(BIN)/python -I tools/utf8_scripts.py $(BIN)
 	touch $@
 
 # Order-only for the stamp: a working venv is checked every time, but only
@@ -88,10 +91,11 @@ fuzz: venv
 
 # `make install`: a venv in $(PREFIX)/lib/chainload holding the package,
 # and tools/install.py, run by that venv's python, for the rest:
-#   * $(LIBDIR)/bin/chainload is our own launcher, `#!$(LIBDIR)/bin/python -I`
+#   * $(LIBDIR)/bin/chainload is our own launcher, `#!$(LIBDIR)/bin/python -IXutf8`
 #     (isolated mode: PYTHONPATH, PYTHONHOME, PYTHONINSPECT, ... and the
 #     current directory cannot change what a root chain runs; the variables
-#     still reach the final program). pip's console scripts there are
+#     still reach the final program; -X utf8: Python starts in every
+#     locale, see tools/utf8_scripts.py). pip's console scripts there are
 #     removed: pip cannot give them interpreter flags.
 #   * $(PREFIX)/bin/chainload is a symlink to it, and every installed
 #     command name is a symlink to chainload.

@@ -290,3 +290,58 @@ def test_leading_zeros_do_not_make_a_number_out_of_range(word):
     proc = start(["umask", word, "sh", "-c", "umask"])
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout, 8) == (int(word, 16) if word.startswith("0x") else int(word, 8))
+
+
+# --- item 16: locales whose charset Python has no codec for ---------------------------
+
+NO_CODEC = {"hy_AM.ARMSCII-8": ("hy_AM", "ARMSCII-8"), "zh_TW.EUC-TW": ("zh_TW", "EUC-TW")}
+
+
+@pytest.fixture(scope="module")
+def no_codec_locales(tmp_path_factory):
+    """LOCPATH holding the locales, built with localedef(1)."""
+    import shutil
+
+    if shutil.which("localedef") is None:
+        pytest.skip("localedef is not installed (Debian: libc-bin)")
+    top = tmp_path_factory.mktemp("locales")
+    for name, (source, charmap) in NO_CODEC.items():
+        proc = subprocess.run(["localedef", "-i", source, "-f", charmap, str(top / name)],
+                              capture_output=True, text=True)
+        if not (top / name).is_dir():
+            pytest.skip(f"cannot build {name} with localedef (Debian package locales "
+                        f"has the sources): {proc.stderr.strip()[-200:]}")
+    return str(top)
+
+
+def no_codec_environment(locpath, name):
+    """The environment as raw entries, proved to stop a plain Python."""
+    import sys
+
+    env = {b"PATH": b"/usr/bin:/bin", b"LOCPATH": locpath.encode(), b"LC_ALL": name.encode(),
+           b"ODD": b"\xa2\x7e\x80\xff"}
+    plain = subprocess.run([sys.executable, "-c", "pass"], env=env, capture_output=True)
+    assert plain.returncode != 0 and b"Fatal Python error" in plain.stderr, plain
+    return env
+
+
+def check_passes_bytes_in(launcher, env):
+    """LAUNCHER (a path, as bytes) runs "fdmove 0 0 PROG" in ENV: PROG gets
+    the argument bytes and exactly the environment ENV."""
+    link = [launcher] if launcher.endswith(b"/fdmove") else [launcher, b"fdmove"]
+    link += [b"0", b"0"]
+    arg = b"\xa2\x7e\x80\xff\xe9"
+    proc = subprocess.run([*link, b"/usr/bin/printf", b"%s", arg],
+                          env=env, capture_output=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (0, arg), proc.stderr[-500:]
+    proc = subprocess.run([*link, b"/bin/cat", b"/proc/self/environ"],
+                          env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.split(b"\0")[:-1] == [k + b"=" + v for k, v in env.items()]
+
+
+@pytest.mark.parametrize("name", NO_CODEC)
+def test_the_console_scripts_start_where_python_has_no_codec(no_codec_locales, name):
+    env = no_codec_environment(no_codec_locales, name)
+    check_passes_bytes_in(command("fdmove").encode(), env)
+    check_passes_bytes_in(command("chainload").encode(), env)

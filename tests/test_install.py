@@ -67,7 +67,8 @@ def test_the_launcher_runs_python_in_isolated_mode(prefix):
     launcher = libdir / "bin" / "chainload"
     first = launcher.read_text().splitlines()[0]
     # One argument after the interpreter: the kernel passes "-I -S" as one.
-    assert first == f"#!{libdir}/bin/python -I", first
+    # -I and -X utf8 (see test_boundary.py: Python starts in every locale).
+    assert first == f"#!{libdir}/bin/python -IXutf8", first
     assert os.access(launcher, os.X_OK)
     assert os.readlink(prefix / "bin" / "chainload") == "../lib/chainload/bin/chainload"
     assert (prefix / "bin" / "chainload").resolve() == launcher.resolve()
@@ -296,3 +297,16 @@ def test_the_tests_import_the_installed_package():
                          cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
     assert Path(out).resolve().is_relative_to(site), out
 
+
+
+# The launcher's -X utf8: Python starts where it has no codec for the locale's
+# charset (issue 22 item 16); the chain passes the bytes on unchanged there.
+from test_boundary import (NO_CODEC, check_passes_bytes_in,  # noqa: E402
+                           no_codec_environment, no_codec_locales)  # noqa: F401 (a fixture)
+
+
+@pytest.mark.parametrize("name", NO_CODEC)
+def test_the_launcher_starts_where_python_has_no_codec(prefix, no_codec_locales, name):
+    env = no_codec_environment(no_codec_locales, name)
+    check_passes_bytes_in(bytes(prefix / "bin" / "chainload"), env)
+    check_passes_bytes_in(bytes(prefix / "bin" / "fdmove"), env)

@@ -8,8 +8,9 @@ in isolated mode, after the package was pip-installed there:
 It writes PREFIX/lib/chainload/bin/chainload, a launcher whose shebang runs
 that python with -I (isolated mode: no PYTHON* variable, no user site, no
 current directory on sys.path, so nothing in the caller's environment runs
-before or instead of chainload, and a chain started as root stays ours),
-and removes pip's console scripts there (pip cannot give them interpreter
+before or instead of chainload, and a chain started as root stays ours)
+and -X utf8 (UTF-8 mode: Python starts in every locale glibc has, also
+one whose charset it has no codec for), and removes pip's console scripts there (pip cannot give them interpreter
 flags). PREFIX/bin/chainload is a symlink to the launcher, and every
 installed command name a symlink to chainload: the program picks its
 command from argv[0]. The pages MANDIR/*.1 and MANDIR/aliases/*.1 go to
@@ -30,13 +31,19 @@ from chainload import chain
 
 SHEBANG_MAX = 255  # Linux reads at most this much of a #! line (BINPRM_BUF_SIZE - 1)
 
+FLAGS = "-IXutf8"  # -I -X utf8, as one word: a #! line passes one argument
+
 LAUNCHER = """\
-#!{python} -I
+#!{python} {flags}
 # chainload's launcher, written by `make install` (tools/install.py).
 # -I (isolated mode): PYTHONPATH, PYTHONHOME, PYTHONINSPECT and the other
 # PYTHON* variables, the user's site-packages and the current directory do
 # not change what runs here. The variables are still passed on, unchanged,
 # to the program at the end of the chain.
+# -X utf8 (UTF-8 mode): Python starts in every locale, also one whose
+# charset it has no codec for (hy_AM.ARMSCII-8), where it would otherwise
+# stop before running anything. chainload passes argv and the environment
+# on as bytes in every locale; nothing is added to the environment.
 import sys
 
 from chainload.chain import main
@@ -69,7 +76,7 @@ def replace_symlink(target, link):
 
 def write_launcher(libdir):
     python = libdir / "bin" / "python"
-    shebang = f"#!{python} -I"
+    shebang = f"#!{python} {FLAGS}"
     if len(shebang.encode()) > SHEBANG_MAX or any(c.isspace() for c in str(python)):
         fail(f"{python}: A #! line cannot name this path (too long, or a blank in it).")
     # pip's console scripts: `#!.../python` without -I.
@@ -78,7 +85,7 @@ def write_launcher(libdir):
         (libdir / "bin" / script.name).unlink(missing_ok=True)
     launcher = libdir / "bin" / "chainload"
     tmp = launcher.with_name(f".chainload.tmp{os.getpid()}")
-    tmp.write_text(LAUNCHER.format(python=python))
+    tmp.write_text(LAUNCHER.format(python=python, flags=FLAGS))
     tmp.chmod(0o755)
     os.replace(tmp, launcher)
 
