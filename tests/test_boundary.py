@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import command
+from conftest import build_locales, command
 
 
 def clean_env(**extra):
@@ -300,18 +300,7 @@ NO_CODEC = {"hy_AM.ARMSCII-8": ("hy_AM", "ARMSCII-8"), "zh_TW.EUC-TW": ("zh_TW",
 @pytest.fixture(scope="module")
 def no_codec_locales(tmp_path_factory):
     """LOCPATH holding the locales, built with localedef(1)."""
-    import shutil
-
-    if shutil.which("localedef") is None:
-        pytest.skip("localedef is not installed (Debian: libc-bin)")
-    top = tmp_path_factory.mktemp("locales")
-    for name, (source, charmap) in NO_CODEC.items():
-        proc = subprocess.run(["localedef", "-i", source, "-f", charmap, str(top / name)],
-                              capture_output=True, text=True)
-        if not (top / name).is_dir():
-            pytest.skip(f"cannot build {name} with localedef (Debian package locales "
-                        f"has the sources): {proc.stderr.strip()[-200:]}")
-    return str(top)
+    return build_locales(tmp_path_factory.mktemp("locales"), NO_CODEC)
 
 
 def no_codec_environment(locpath, name):
