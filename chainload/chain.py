@@ -296,27 +296,30 @@ def start_argv(sys_argv):
     """argv as exec'd: sys.argv[0] (the name that picks the command), then
     the raw bytes of every argument after the script name, decoded.
 
-    In Python's UTF-8 mode (on by default in the C and POSIX locales, where
-    services usually run) CPython decoded them with core.decode's own codec,
-    so sys.argv holds them exactly; otherwise the C library's decoder did,
-    and they are read back from /proc/self/cmdline."""
+    In Python's UTF-8 mode (the installed commands start in it; it is on by
+    default in the C and POSIX locales) CPython decoded them with
+    core.decode's own codec, so sys.argv holds them exactly; otherwise the
+    C library's decoder did, and they are read back from /proc/self/cmdline
+    or, without /proc, from where exec put them (_exec_strings)."""
     if sys.flags.utf8_mode:
         return list(sys_argv)
-    data = _read("/proc/self/cmdline")
     count = len(sys_argv) - 1
-    if data is not None and count > 0:
-        raw = _entries(data)
+    data = _read("/proc/self/cmdline")
+    raw = _entries(data) if data is not None else (_exec_strings() or (None, None))[0]
+    if raw is not None and count > 0:
         if len(raw) > count:
             return [sys_argv[0], *map(core.decode, raw[len(raw) - count:])]
+    if raw is None and not all(a.isascii() for a in sys_argv[1:]):
+        raise core.Fail(core.EXIT_SYSTEM, "Cannot read the arguments as given: no "
+                        "/proc/self/cmdline, and Python is not in UTF-8 mode (-X utf8).")
     return [sys_argv[0], *(core.decode(os.fsencode(a)) for a in sys_argv[1:])]
 
 
 def start_environ():
     """The environment as exec'd, before CPython's locale coercion."""
     data = _read("/proc/self/environ")
-    if data is None:
-        return Environ((core.decode(k), core.decode(v)) for k, v in os.environb.items())
-    env, raw = {}, _entries(data)
+    raw = _entries(data) if data is not None else _environ_without_proc()
+    env = {}
     for entry in raw:
         name, eq, value = entry.partition(b"=")
         key = core.decode(name)
@@ -330,6 +333,66 @@ def start_environ():
         raise core.Fail(core.EXIT_SYSTEM, "Cannot load ctypes, which passes on environment "
                         f"entries without \"=\" or with an empty name: {e}") from None
     return Environ(env, raw)
+
+
+# Without /proc (a chroot, a mount namespace) --------------------------------------
+
+AT_EXECFN = 31  # getauxval(3): the name of the file exec'd
+_COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what Python's locale coercion sets LC_CTYPE to
+_exec_strings_read = []
+
+
+def _exec_strings():
+    """(argv, environment) as raw strings, read where exec(2) put them, or
+    None: for a system without /proc, whose cmdline and environ files read
+    this same memory. The kernel copies the argument strings and then the
+    environment strings, one after the other, to the top of the new stack,
+    followed by the name of the file exec'd: they run from argv[0]'s string
+    (glibc's program_invocation_name) to that name (AT_EXECFN in the
+    auxiliary vector). Used only if it checks out: every argument and
+    every variable Python saw (less the LC_CTYPE it may have set) are
+    there. ctypes is imported only on this path."""
+    if _exec_strings_read:
+        return _exec_strings_read[0]
+    _exec_strings_read.append(None)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        getauxval = libc.getauxval
+        getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+        end = getauxval(AT_EXECFN)
+        start = ctypes.c_void_p.in_dll(libc, "program_invocation_name").value
+        limit = max(os.sysconf("SC_ARG_MAX"), 1 << 21)  # they never take more
+    except (ImportError, OSError, AttributeError, ValueError):
+        return None
+    if not start or not end or not 0 < end - start <= limit:
+        return None
+    data = ctypes.string_at(start, end - start)
+    strings = data[:-1].split(b"\0") if data.endswith(b"\0") else []
+    argc = len(sys.orig_argv)
+    argv, environment = strings[:argc], strings[argc:]
+    if len(argv) != argc or any(os.fsencode(a) != b for a, b in zip(sys.orig_argv, argv)
+                                if a.isascii()):
+        return None
+    present = set(environment)
+    if any(k != b"LC_CTYPE" and k + b"=" + v not in present for k, v in os.environb.items()):
+        return None
+    _exec_strings_read[0] = argv, environment
+    return argv, environment
+
+
+def _environ_without_proc():
+    """The environment's entries as exec'd, without /proc/self/environ."""
+    found = _exec_strings()
+    if found is not None:
+        return found[1]
+    # Python's copy: exact but for entries without "=" and repeated names,
+    # which it drops, and the LC_CTYPE that its locale coercion may have set.
+    if not os.environ.get("LC_ALL") and os.environ.get("LC_CTYPE") in _COERCED:
+        raise core.Fail(core.EXIT_SYSTEM, "Cannot tell whether Python set LC_CTYPE "
+                        "(locale coercion): no /proc/self/environ to read the environment from.")
+    return [k + b"=" + v for k, v in os.environb.items()]
 
 
 def _entry(name, value):

@@ -334,3 +334,124 @@ def test_the_console_scripts_start_where_python_has_no_codec(no_codec_locales, n
     env = no_codec_environment(no_codec_locales, name)
     check_passes_bytes_in(command("fdmove").encode(), env)
     check_passes_bytes_in(command("chainload").encode(), env)
+
+
+# --- item 15: without /proc ---------------------------------------------------------
+
+NO_PROC = """
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.mount(b"none", b"/proc", b"tmpfs", 0, None) != 0:
+    sys.exit(77)
+a, e = json.loads(sys.argv[1])
+v = lambda xs: (ctypes.c_char_p * (len(xs) + 1))(*[x.encode("latin-1") for x in xs], None)
+libc.execve(a[0].encode("latin-1"), v(a), v(e))
+sys.exit(99)
+"""
+
+
+def without_proc(argv, environment):
+    """Run ARGV (bytes) with ENVIRONMENT (raw entries) exactly, in a mount
+    namespace whose /proc is an empty tmpfs, as in a bare chroot."""
+    import json
+    import shutil
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a mount namespace without /proc")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed (Debian: util-linux)")
+    spec = json.dumps([[a.decode("latin-1") for a in argv],
+                       [e.decode("latin-1") for e in environment]])
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
+                           NO_PROC, spec], capture_output=True, timeout=30,
+                          cwd="/")  # python -m must not find the checkout's package
+    if proc.returncode == 77:
+        pytest.skip("cannot mount a tmpfs over /proc here (no CAP_SYS_ADMIN?)")
+    return proc
+
+
+def test_the_namespace_really_has_no_proc():
+    proc = without_proc([b"/bin/ls", b"/proc/self"], [b"PATH=/usr/bin:/bin"])
+    assert proc.returncode != 0 and b"No such file" in proc.stderr
+
+
+def env0(proc):
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split(b"\0")[:-1]
+
+
+@pytest.mark.parametrize("python_m", [False, True], ids=["console-script", "python-m"])
+def test_without_proc_the_environment_passes_on_exactly(python_m):
+    """Entries with an empty name or without "=", a repeated name, and no
+    LC_CTYPE added by Python's locale coercion (the C locale)."""
+    import sys
+
+    start = ([sys.executable.encode(), b"-m", b"chainload"] if python_m
+             else [command("chainload").encode()])
+    environment = [b"=x", b"A=1", b"NOEQUALS", b"LANG=C", b"A=2", b"B=\xff\xa2\x7e"]
+    got = env0(without_proc([*start, b"fdmove", b"0", b"0", b"/usr/bin/env", b"-0"],
+                            environment))
+    assert got == environment
+
+
+def test_without_proc_envdir_lists_its_directory(tmp_path):
+    (tmp_path / "FOO").write_bytes(b"bar\n")
+    with open(bytes(tmp_path) + b"/N\xe9", "wb") as f:  # not UTF-8
+        f.write(b"v\n")
+    proc = without_proc([command("envdir").encode(), bytes(tmp_path), b"/usr/bin/env", b"-0"],
+                        [b"PATH=/usr/bin:/bin"])
+    assert set(env0(proc)) == {b"PATH=/usr/bin:/bin", b"FOO=bar", b"N\xe9=v"}
+
+
+@pytest.fixture(scope="module")
+def big5(tmp_path_factory):
+    return build_locales(tmp_path_factory.mktemp("locales"),
+                         {"zh_HK.BIG5HKSCS": ("zh_HK", "BIG5-HKSCS")})
+
+
+@pytest.mark.parametrize("python_m", [False, True], ids=["console-script", "python-m"])
+def test_without_proc_argument_bytes_pass_on_in_big5hkscs(big5, python_m):
+    import sys
+
+    start = ([sys.executable.encode(), b"-m", b"chainload"] if python_m
+             else [command("chainload").encode()])
+    environment = [b"PATH=/usr/bin:/bin", b"LOCPATH=" + big5.encode(),
+                   b"LC_ALL=zh_HK.BIG5HKSCS"]
+    for arg in (b"\xa2\x7e", b"a\xa2\x7eb", b"\x80", b"\xff\xfe"):
+        proc = without_proc([*start, b"fdmove", b"0", b"0", b"/usr/bin/printf", b"%s", arg],
+                            environment)
+        assert (proc.returncode, proc.stdout) == (0, arg), proc.stderr
+
+
+@pytest.mark.forked
+def test_where_no_way_is_left_the_environment_says_so_naming_proc(monkeypatch):
+    """If the exec strings could not be read either, an LC_CTYPE that
+    Python's coercion may have set is not passed on as if it were given."""
+    from chainload import chain, core
+
+    monkeypatch.setattr(chain, "_read", lambda path: None)
+    monkeypatch.setattr(chain, "_exec_strings", lambda: None)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.setenv("LC_CTYPE", "C.UTF-8")
+    with pytest.raises(core.Fail) as e:
+        chain.start_environ()
+    assert e.value.status == 111 and "/proc" in e.value.message
+    monkeypatch.setenv("LC_CTYPE", "de_DE.UTF-8")  # not what coercion sets: exact
+    assert chain.start_environ()["LC_CTYPE"] == "de_DE.UTF-8"
+
+
+@pytest.mark.forked
+def test_where_no_way_is_left_the_arguments_say_so_naming_proc(monkeypatch):
+    import sys
+
+    from chainload import chain, core
+
+    if sys.flags.utf8_mode:
+        pytest.skip("this interpreter is in UTF-8 mode: sys.argv is exact")
+    monkeypatch.setattr(chain, "_read", lambda path: None)
+    monkeypatch.setattr(chain, "_exec_strings", lambda: None)
+    assert chain.start_argv(["prog", "ascii", "only"]) == ["prog", "ascii", "only"]
+    with pytest.raises(core.Fail) as e:
+        chain.start_argv(["prog", "caf\xe9"])
+    assert e.value.status == 111 and "/proc" in e.value.message

@@ -2,6 +2,7 @@
 
 import os
 import stat
+import sys
 
 from chainload import core
 
@@ -40,9 +41,7 @@ def read_directory(where, full=False):
     except (OSError, ValueError) as e:
         raise core.system_error(where, e) from None
     try:
-        # By the descriptor, so every entry comes from this one directory;
-        # as bytes, so no name goes through the locale.
-        names = sorted(os.listdir(b"/proc/self/fd/%d" % dirfd))
+        names = sorted(_names(dirfd, where))
         changes = []
         for raw in names:
             if raw.startswith(b"."):
@@ -58,6 +57,26 @@ def read_directory(where, full=False):
         raise core.system_error(where, e) from None
     finally:
         os.close(dirfd)
+
+
+def _names(dirfd, where):
+    """The names in the directory open on DIRFD, as bytes.
+
+    By the descriptor, so every entry comes from this one directory.
+    os.listdir(fd) decodes the names with the file system encoding: in
+    UTF-8 with surrogateescape (Python's UTF-8 mode, which the installed
+    commands start in, or a UTF-8 locale) os.fsencode gives back exactly
+    the bytes. In another encoding the round trip may change bytes, and
+    /proc/self/fd lists them as bytes."""
+    if (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) == ("utf-8",
+                                                                         "surrogateescape"):
+        return [os.fsencode(name) for name in os.listdir(dirfd)]
+    try:
+        return os.listdir(b"/proc/self/fd/%d" % dirfd)
+    except FileNotFoundError:
+        raise core.Fail(core.EXIT_SYSTEM, f"{where}: Cannot list it as bytes in this locale "
+                        "without /proc (/proc/self/fd); Python's UTF-8 mode (-X utf8) "
+                        "can.") from None
 
 
 def _read(dirfd, raw, entry, full):
