@@ -2,7 +2,9 @@
 
 A listener is a short command module: its usage text, put together from the
 option lines here, and a run() that calls run_local() (AF_UNIX) or run_ip()
-(TCP, UDP) with its socket type. Three parts, one per concern:
+(TCP, UDP) with its socket type. adopt-socket is one too: its run() calls
+adopt(), which passes a socket that is already open the way the listeners
+pass theirs. Three parts, one per concern:
 
 The protocol. A listener hands its socket to the next program on file
 descriptor 3+n, where n is the number of listening descriptors already
@@ -60,7 +62,8 @@ Every message names HOST SERVICE as given. There is no file, so nothing
 has to be undone on a later failure: the socket closes with the process.
 
 At import only os, errno and stat (all loaded at start-up) are needed;
-_socket is imported by run_local()/run_ip(), chainload.listenfds (the part
+_socket is imported by run_local()/run_ip(), fcntl by run_local() for the
+directory lock, chainload.listenfds (the part
 the receiving side shares) only with --systemd-compatibility.
 """
 
@@ -94,8 +97,7 @@ BACKLOG_OPTION = """\
 PASSING_OPTIONS = """\
   --upstart-compatibility    Set UPSTART_FDS=3+n and UPSTART_EVENTS=socket.
   --systemd-compatibility    Count inherited LISTEN_FDS; set the LISTEN_* vars.
-  --fd-name NAME             Name in LISTEN_FDNAMES (--systemd-compatibility;
-                             default "unknown")."""
+  --fd-name NAME             Name in LISTEN_FDNAMES (default unknown)."""
 
 
 def inherited_count(env):
@@ -205,6 +207,34 @@ def pass_listener(fd, env, what, *, systemd=False, upstart=False, fd_name=None):
         env["UPSTART_FDS"] = str(target)
         env["UPSTART_EVENTS"] = "socket"
     return target
+
+
+_FILE_TYPES = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+               (stat.S_ISFIFO, "a pipe or FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"))
+
+
+def adopt(text, env, passing):
+    """adopt-socket: the already-open socket on descriptor TEXT is passed on
+    exactly as a listener passes the socket it made (pass_listener, with
+    PASSING from passing_options()): moved to 3+n, the old descriptor
+    closed unless it is 3+n. Any family and type; it is never bound,
+    listened on or otherwise changed."""
+    fd = core.parse_number(text, "fd", core.INT_MAX)
+    what = f"fd {fd}"
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        raise core.system_error(f"{what}: Not open", e) from None
+    if not stat.S_ISSOCK(st.st_mode):
+        kind = next((name for test, name in _FILE_TYPES if test(st.st_mode)), "no socket")
+        raise core.Fail(core.EXIT_SYSTEM, f"{what}: Not a socket ({kind}).")
+    n = inherited_count(env) if passing["systemd"] else 0
+    if FIRST_FD <= fd < FIRST_FD + n:
+        # Moving it to 3+n would leave a hole that LISTEN_FDS still counts.
+        raise core.Fail(core.EXIT_SYSTEM, f"{what}: Already passed (LISTEN_FDS={n} counts "
+                        f"descriptors {FIRST_FD} to {FIRST_FD + n - 1}).")
+    pass_listener(fd, env, what, **passing)
 
 
 # --- AF_UNIX: the path, the socket file, its owner and mode ---------------------
@@ -412,7 +442,6 @@ def _lock_directory(name, path):
     for directories (then starts are not serialized, as before).
     """
     import fcntl
-    import time
 
     directory = name[:name.rindex("/")] or "/"
     try:
@@ -439,6 +468,8 @@ def _lock_directory(name, path):
             raise core.Fail(core.EXIT_SYSTEM,
                             f"{path}: Its directory {directory} stayed locked (flock) by "
                             f"another process for {LOCK_WAIT:g} seconds.")
+        import time  # built in; only a start that has to wait needs it
+
         time.sleep(delay)
         waited += delay
         delay = min(delay * 2, 0.05)
