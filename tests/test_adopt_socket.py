@@ -312,10 +312,13 @@ def test_recipe_under_s6_serves_through_restarts(tmp_path):
             svscan.wait()
     held, bound = clients
     summary = (f"held: {len(held.replies)} replies, {held.refused} refused, "
-               f"{len(held.pids())} daemons; bound in ./run: {len(bound.replies)} replies, "
-               f"{bound.refused} refused, {len(bound.pids())} daemons")
+               f"{len(held.pids())} daemons, failures {held.failed}; bound in ./run: "
+               f"{len(bound.replies)} replies, {bound.refused} refused, "
+               f"{len(bound.pids())} daemons, failures {bound.failed}")
     print(summary)
-    assert held.failed == [] and bound.failed == [], summary
+    # Bound in ./run, a connection still in the backlog when the daemon
+    # exits is reset as well (not counted as a refusal); held, none is.
+    assert held.failed == [], summary
     assert held.refused == 0, summary
     assert len(held.pids()) >= RESTARTS + 1, summary
     for pid, listen_pid, fds, names in held.replies:
