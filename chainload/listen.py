@@ -447,10 +447,15 @@ def _lock_directory(name, path):
     try:
         fd = os.open(core.encode(directory), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
-        if e.errno == errno.EACCES:
-            raise core.system_error(f"{path}: Cannot open its directory {directory} "
-                                    "to lock it (it must be readable)", e) from None
-        raise core.system_error(path, e) from None
+        if e.errno != errno.EACCES:
+            raise core.system_error(path, e) from None
+        try:  # found but not readable, or a directory on the way not searchable
+            os.stat(core.encode(directory))
+            why = " (it must be readable)"
+        except OSError:
+            why = ""
+        raise core.Fail(core.EXIT_SYSTEM, f"{path}: Cannot open its directory {directory} "
+                        f"to lock it{why}: {os.strerror(e.errno)}") from None
     waited, delay = 0.0, 0.0005
     while True:
         try:
