@@ -49,6 +49,7 @@ COMMANDS = {
     ),
     "tcp-socket-listen": ("tcp_socket_listen", "listen on a TCP socket on fd 3+n"),
     "udp-socket-listen": ("udp_socket_listen", "bind a UDP socket on fd 3+n"),
+    "adopt-socket": ("adopt_socket", "pass an already-open socket on fd 3+n, then chain"),
     "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
     "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
     "envdir": ("envdir", "set variables from the files of a directory, then chain"),
@@ -592,7 +593,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((1869, 309036050419321516),
+UMBRELLA_PARSED = ((1939, 447478168003776845),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

@@ -205,6 +205,25 @@ def parse_number(text, what, maximum, minimum=0):
     return value
 
 
+def parse_octal(text, what, noun, maximum):
+    """A mode or mask, TEXT, as parse_number() reads it, except that a bare
+    decimal number of 8 or more is refused: 22 or 666 was almost surely
+    meant as octal (chmod(1), umask(1)), and reading it as decimal would
+    quietly give 026 or 01232. The message spells the octal (0666) when
+    the digits allow it. NOUN names the value in the hint ("mask", "mode")."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    # 8 or more: two digits or more without a leading 0, or one 8 or 9
+    # (no int(): a 5000-digit number would exceed its conversion limit).
+    if (body and body[0] != "0" and all(c in "0123456789" for c in body)
+            and (len(body) > 1 or body in "89")):
+        # nosh would read 22 as decimal (0026), execline as octal (022).
+        hint = f" (0{body})" if all(c in "01234567" for c in body) else ""
+        raise usage_error(
+            f"{what}: {text}: Ambiguous decimal number; write the {noun} in octal with "
+            f"a leading 0{hint}.")
+    return parse_number(text, what, maximum)
+
+
 # --- the docopt adapter --------------------------------------------------------
 # docopt() parses its usage text on every call and tokenizes the whole
 # command line; in a chain, a link's command line is the rest of the chain.

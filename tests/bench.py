@@ -117,7 +117,7 @@ TARGET_LINKS_RSS_MIB = 2.0  # links1000 - chain3
 
 # What chain3 imports beyond the interpreter's start-up set and chainload's
 # own modules (checked at every run, see floor_check).
-FLOOR_IMPORTS = "docopt, _socket, pwd, errno"
+FLOOR_IMPORTS = "docopt, _socket, pwd, errno, fcntl"
 # chainload.chain.main() turns the cyclic collector off before its imports.
 FLOOR_PRELUDE = "import gc; gc.disable(); "
 

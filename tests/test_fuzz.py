@@ -213,6 +213,8 @@ def link(draw, command, depth):
     elif command == "fdmove":
         number = st.one_of(small_fd, st.sampled_from(NUMBERS), odd_text)
         operands = [draw(number), draw(number)]
+    elif command == "adopt-socket":
+        operands = [draw(st.one_of(small_fd, st.sampled_from(NUMBERS), odd_text))]
     elif command in STATE_OPERANDS:
         operands = [draw(kind) for kind in STATE_OPERANDS[command]]
     else:
@@ -552,7 +554,8 @@ def _preimport():
 
 @pytest.mark.parametrize("command", ["chainload", "local-seqpacket-socket-listen",
                                      "local-stream-socket-listen", "local-datagram-socket-listen",
-                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit"])
+                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit",
+                                     "adopt-socket"])
 def test_fuzz_command_line(command, space):
     @FUZZ
     @given(argv=command_line(command), env=environments,
