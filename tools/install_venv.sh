@@ -88,5 +88,8 @@ for python in "$@"; do
 	fi
 	rm -rf "$libdir" && exec "$base" -m venv "$libdir"
 done
-fail "no interpreter that every user can run (a chain started by any user runs it)${tried};" \
-	"name one with PYTHON=/path/to/python3.11 (or ROOT_ONLY=1 for an install only root runs)"
+if [ "$check" = yes ]; then
+	fail "no interpreter that every user can run (a chain started by any user runs it)${tried};" \
+		"name one with PYTHON=/path/to/python3.11 (or ROOT_ONLY=1 for an install only root runs)"
+fi
+fail "no interpreter that can make a venv${tried}; name one with PYTHON=/path/to/python3.11"
