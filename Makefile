@@ -10,6 +10,10 @@ PYTHON := $(firstword $(foreach p,python3 /usr/bin/python3,$(shell \
 	$(p) -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
 	>/dev/null 2>&1 && echo $(p))) python3)
 endif
+# `make install` tries PYTHON if given, else both: as root it takes the first
+# that every user can run (tools/install_venv.sh; ROOT_ONLY=1 takes any).
+INSTALL_PYTHON := $(if $(filter-out file default undefined,$(origin PYTHON)),$(PYTHON),\
+	python3 /usr/bin/python3)
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PREFIX  ?= /usr/local
@@ -90,7 +94,9 @@ fuzz: venv
 	CHAINLOAD_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/test_fuzz.py
 
 # `make install`: a venv in $(PREFIX)/lib/chainload holding the package,
-# and tools/install.py, run by that venv's python, for the rest:
+# made by tools/install_venv.sh (as root, with an interpreter that every
+# user can run: it tries each as nobody; ROOT_ONLY=1 takes any), and
+# tools/install.py, run by that venv's python, for the rest:
 #   * $(LIBDIR)/bin/chainload is our own launcher, `#!$(LIBDIR)/bin/python -IXutf8`
 #     (isolated mode: PYTHONPATH, PYTHONHOME, PYTHONINSPECT, ... and the
 #     current directory cannot change what a root chain runs; the variables
@@ -109,7 +115,8 @@ fuzz: venv
 #     (its page man/chainload-NAME.1, its console script in setup.cfg), and
 #     NAME is an alias listed in chainload.chain.IN_CHAIN_ONLY, which works
 #     only inside a chain (`chainload NAME`, or as a later link);
-#   * names given in SKIP (or the CLASH list, with NO_CLASH=1) are left out.
+#   * names given in SKIP (or the CLASH list, with NO_CLASH=1) are left out,
+#     and so are their pages.
 # DESTDIR (staged installs) is refused: a venv is not relocatable (its
 # pyvenv.cfg, pip's scripts and our launcher all name the directory it was
 # made in), so a staged tree would name the staging path.
@@ -117,7 +124,7 @@ install:
 	@if [ -n "$(DESTDIR)" ]; then \
 		echo "make install: DESTDIR is not supported: a venv cannot be moved after it is made;" \
 			"install straight to PREFIX (PREFIX=$(PREFIX))" >&2; exit 1; fi
-	$(call ensure_venv,$(LIBDIR))
+	@sh tools/install_venv.sh '$(LIBDIR)' '$(ROOT_ONLY)' $(INSTALL_PYTHON)
 	$(LIBDIR)/bin/python -m pip install --quiet --upgrade pip .
 	$(LIBDIR)/bin/python -m pip uninstall --quiet --yes setuptools
 	$(LIBDIR)/bin/python -I tools/install.py '$(PREFIX)' man $(SKIP)

@@ -149,19 +149,76 @@ def group_id(name):
         raise _not_found(name, "group") from None
 
 
-def _not_found(name, what):
-    """The Fail for a lookup of NAME that found nothing. pwd and grp say
-    "not found" also when the database could not be read at all (they hide
-    the errno); the usual cause, no descriptor left to open it with (a
-    softlimit -o, a full table), shows when no descriptor can be opened
-    now either, and is reported as what it is."""
+def numeric_id(text, what):
+    """The id that TEXT writes in decimal (ASCII digits only, as id(1) and
+    the databases print ids), or None when TEXT is not such a number. WHAT
+    ("User" or "Group") names it in the message (111) for a number above
+    ID_MAX: 4294967295 is (uid_t)-1, which the set*id calls take as
+    "unchanged"."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text) if len(text) <= 40 else ID_MAX + 1
+    if value > ID_MAX:
+        raise Fail(EXIT_SYSTEM, f"{text}: {what} id out of range (must be 0 to {ID_MAX}).")
+    return value
+
+
+def account_of(text):
+    """(name, uid, gid) of the account TEXT: a user name, or else a user
+    id in decimal. A name in the password database wins over a number; a
+    number is looked up by id, and when no account has it the result is
+    (None, uid, None): the caller must get the group elsewhere. 111 for
+    an unknown name."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(text)
+    except (KeyError, ValueError):
+        uid = numeric_id(text, "User")
+        if uid is None:
+            raise _not_found(text, "user") from None
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            if (failed := _lookup_failed(text, "user")) is not None:
+                raise failed from None
+            return None, uid, None
+    return entry.pw_name, entry.pw_uid, entry.pw_gid
+
+
+def group_of(text):
+    """The gid of TEXT, a group name or else a group id in decimal (a name
+    in the group database wins over a number; a number needs no group of
+    that id). 111 for an unknown name or an empty one."""
+    import grp
+
+    try:
+        return grp.getgrnam(text).gr_gid
+    except (KeyError, ValueError):
+        gid = numeric_id(text, "Group")
+        if gid is None:
+            raise _not_found(text, "group") from None
+        return gid
+
+
+def _lookup_failed(name, what):
+    """pwd and grp say "not found" also when the database could not be
+    read at all (they hide the errno); the usual cause, no descriptor left
+    to open it with (a softlimit -o, a full table), shows when no
+    descriptor can be opened now either: then the Fail that says so, else
+    None."""
     import os
 
     try:
         os.close(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
         return system_error(f"{name}: Cannot look up the {what}", e)
-    return Fail(EXIT_SYSTEM, f"{name}: No such {what}.")
+    return None
+
+
+def _not_found(name, what):
+    """The Fail for a lookup of NAME that found nothing (see _lookup_failed)."""
+    return _lookup_failed(name, what) or Fail(EXIT_SYSTEM, f"{name}: No such {what}.")
 
 
 def variable_name(name):

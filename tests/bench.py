@@ -272,7 +272,10 @@ def make_install(prefix):
         return None
     print(f"installing into {prefix} (make install) ...", flush=True)
     try:
-        proc = subprocess.run([make, "-C", str(ROOT), "install", f"PREFIX={prefix}"],
+        # The venv's own interpreter, as the other cases use, even where
+        # only root can run it (ROOT_ONLY=1): the same Python on both sides.
+        proc = subprocess.run([make, "-C", str(ROOT), "install", f"PREFIX={prefix}",
+                               f"PYTHON={sys.executable}", "ROOT_ONLY=1"],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=900)
     except (OSError, subprocess.SubprocessError) as e:

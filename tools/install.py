@@ -15,7 +15,7 @@ flags). PREFIX/bin/chainload is a symlink to the launcher, and every
 installed command name a symlink to chainload: the program picks its
 command from argv[0]. The pages MANDIR/*.1 and MANDIR/aliases/*.1 go to
 PREFIX/share/man/man1, MANDIR/*.3 to PREFIX/share/man/man3. Names given
-as SKIP are not installed.
+as SKIP are not installed, and neither are their pages.
 
 Which names are installed comes from the command table (the rule is
 written down in the Makefile, next to `install:`).
@@ -102,8 +102,24 @@ def main(prefix, mandir, *skip):
     for name in installed_names(skip):
         replace_symlink("chainload", bindir / name)
     man = prefix / "share" / "man"
-    copy_pages([*mandir.glob("*.1"), *mandir.glob("aliases/*.1")], man / "man1")
+    copy_pages(installed_pages(mandir, skip), man / "man1")
     copy_pages(mandir.glob("*.3"), man / "man3")
+
+
+def installed_pages(mandir, skip=()):
+    """The section 1 pages to install: chainload(1), each command's page if
+    it or one of its aliases is installed (an alias page is `.so` the
+    command's), and the page of each installed alias. A name left out
+    (SKIP, NO_CLASH=1) leaves out its page too: `man setuidgid` must not
+    find ours in front of the other package's."""
+    names = set(installed_names(skip))
+    pages = [mandir / f"{chain.UMBRELLA}.1"]
+    for command in chain.COMMANDS:
+        aliases = [a for a, c in chain.ALIASES.items() if c == command]
+        if names.intersection([command, *aliases]):
+            pages.append(mandir / f"{command}.1")
+    pages += [mandir / "aliases" / f"{alias}.1" for alias in chain.ALIASES if alias in names]
+    return pages
 
 
 def copy_pages(pages, section):
