@@ -58,6 +58,10 @@ COMMANDS = {
     "chdir": ("chdir", "change the working directory, then chain"),
     "softlimit": ("softlimit", "set resource soft limits, then chain"),
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
+    "envfile": ("envfile", "set variables from a systemd EnvironmentFile, then chain"),
+    "substitute": ("substitute", "expand $NAME and ${NAME} in the rest as systemd does"),
+    "clearenv": ("clearenv", "remove every environment variable, then chain"),
+    "userenv": ("userenv", "set HOME, USER, LOGNAME and SHELL from an account"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -254,6 +258,11 @@ class Environ(dict):
         super().__init__(items)
         self.raw = raw
         self.initial = dict(self) if raw else None
+
+    def clear(self):
+        """Remove every variable, and the entries a dict cannot hold too."""
+        super().clear()
+        self.raw = self.initial = None
 
 
 def _read(path):
@@ -480,31 +489,8 @@ def execute(argv, env):
 
 # --- messages ---------------------------------------------------------------------
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(c):
-    code = ord(c)
-    if c in _ESCAPES:
-        return _ESCAPES[c]
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def _one_line(text):
-    """TEXT with control and unprintable characters escaped: a message
-    quotes user input (paths, names, numbers), and must stay one line.
-    Built-ins only: after setuidgid no codec may be loadable."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
 def _fatal(state, status, message):
-    text = f"{_one_line(state.prog)}: FATAL: {_one_line(message)}\n"
+    text = f"{core.one_line(state.prog)}: FATAL: {core.one_line(message)}\n"
     if status == core.EXIT_USAGE and state.usage:
         text += core.synopsis(state.usage) + "\n"
     core.write_out(sys.stderr, text)
@@ -512,7 +498,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((1869, 309036050419321516),
+UMBRELLA_PARSED = ((2155, 1634887601196687074),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

@@ -1,7 +1,6 @@
 """envdir: set and unset environment variables from a directory, then chain."""
 
 import os
-import stat
 
 from chainload import core
 
@@ -16,9 +15,6 @@ Options:
   -f, --full  The whole file, less one final newline, is the value.
   -h, --help  Show this help and exit.
 """
-
-OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
-
 
 def run(args, env):
     where = args["<dir>"]
@@ -52,42 +48,12 @@ def read_directory(where, full=False):
             if not raw or b"=" in raw:
                 raise core.Fail(core.EXIT_SYSTEM,
                                 f"{entry}: Not a valid variable name (empty, or has \"=\").")
-            changes.append((name, _value(_read(dirfd, raw, entry), full)))
+            changes.append((name, _value(core.read_regular(raw, entry, dir_fd=dirfd), full)))
         return changes
     except OSError as e:
         raise core.system_error(where, e) from None
     finally:
         os.close(dirfd)
-
-
-def _read(dirfd, raw, entry):
-    """The bytes of regular file RAW in DIRFD (symlinks followed).
-
-    The type is checked before the open, so a FIFO or a device is never
-    opened (opening one can block or act), and again on the open file.
-    """
-    try:
-        _regular(os.stat(raw, dir_fd=dirfd), entry)
-        fd = os.open(raw, OPEN_FLAGS, dir_fd=dirfd)
-    except OSError as e:
-        raise core.system_error(entry, e) from None
-    try:
-        _regular(os.fstat(fd), entry)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as e:
-        raise core.system_error(entry, e) from None
-    finally:
-        os.close(fd)
-
-
-def _regular(st, entry):
-    if stat.S_ISDIR(st.st_mode):
-        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Is a directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Not a regular file")
 
 
 def _value(data, full):
