@@ -130,7 +130,7 @@ def account_entry(account):
     import pwd
 
     try:
-        return pwd.getpwuid(int(account) if len(account) <= 20 else -1)
+        return pwd.getpwuid(int(account))  # ValueError beyond 4300 digits
     except (KeyError, ValueError, OverflowError):
         raise _not_found(account, "user") from None
 
