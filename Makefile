@@ -68,6 +68,7 @@ tools:
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	command -v ss >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	[ -e /usr/share/i18n/charmaps/BIG5-HKSCS.gz ] || missing="$$missing locales"; \
+	ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || missing="$$missing libnss-wrapper"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing:$$missing"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \

@@ -59,6 +59,10 @@ COMMANDS = {
     "chdir": ("chdir", "change the working directory, then chain"),
     "softlimit": ("softlimit", "set resource soft limits, then chain"),
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
+    "envfile": ("envfile", "set variables from a systemd EnvironmentFile, then chain"),
+    "substitute": ("substitute", "expand $NAME and ${NAME} in the rest as systemd does"),
+    "clearenv": ("clearenv", "remove every environment variable, then chain"),
+    "userenv": ("userenv", "set HOME, USER, LOGNAME and SHELL from an account"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -265,6 +269,11 @@ class Environ(dict):
         super().__init__(items)
         self.raw = raw
         self.initial = dict(self) if raw else None
+
+    def clear(self):
+        """Remove every variable, and the entries a dict cannot hold too."""
+        super().clear()
+        self.raw = self.initial = None
 
 
 def _read(path):

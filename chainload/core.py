@@ -139,6 +139,25 @@ def user_entry(name):
         raise _not_found(name, "user") from None
 
 
+def is_uid(account):
+    """Whether ACCOUNT names a user by uid: decimal digits only (systemd)."""
+    return account.isascii() and account.isdigit()
+
+
+def account_entry(account):
+    """The password-database entry of ACCOUNT, a name or a numeric uid
+    (111 if there is none). As systemd's User= reads it: a word of decimal
+    digits only is a uid, anything else a name."""
+    if not is_uid(account):
+        return user_entry(account)
+    import pwd
+
+    try:
+        return pwd.getpwuid(int(account))  # ValueError beyond 4300 digits
+    except (KeyError, ValueError, OverflowError):
+        raise _not_found(account, "user") from None
+
+
 def group_id(name):
     """The gid of group NAME (111 if there is none)."""
     import grp
@@ -479,6 +498,91 @@ def synopsis(usage):
             break
         lines.append(line)
     return "\n".join(lines)
+
+
+def read_regular(path, what, dir_fd=None, limit=None, missing_ok=False, first_line=False):
+    """The bytes of regular file PATH (text; relative to DIR_FD if given,
+    symbolic links followed); WHAT names it in messages (111).
+
+    The type is checked before the open, so a FIFO or a device is never
+    opened (opening one can block or act), and again on the open file.
+    More than LIMIT bytes is an error, found without reading them. With
+    MISSING_OK, a file that does not exist (ENOENT, ENOTDIR) gives None.
+    With FIRST_LINE, reading stops at the end of the chunk that holds the
+    first newline (a file of gigabytes costs no more than its first line).
+    """
+    import errno
+    import os
+
+    where = encode(path) if isinstance(path, str) else path
+    try:
+        _regular(os.stat(where, dir_fd=dir_fd), what)
+        fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
+                     dir_fd=dir_fd)
+    except (OSError, ValueError) as e:
+        if missing_ok and getattr(e, "errno", None) in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise system_error(what, e) from None
+    try:
+        st = os.fstat(fd)
+        _regular(st, what)
+        chunks, size = [], 0
+        if limit is None or st.st_size <= limit:
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    break
+                if first_line and b"\n" in chunk:
+                    break
+        if limit is not None and max(size, st.st_size) > limit:
+            raise Fail(EXIT_SYSTEM, f"{what}: File too large (more than {limit} bytes)")
+        return b"".join(chunks)
+    except OSError as e:
+        raise system_error(what, e) from None
+    finally:
+        os.close(fd)
+
+
+def _regular(st, what):
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise Fail(EXIT_SYSTEM, f"{what}: Is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise Fail(EXIT_SYSTEM, f"{what}: Not a regular file")
+
+
+# --- messages --------------------------------------------------------------------
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(c):
+    code = ord(c)
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def one_line(text):
+    """TEXT with control and unprintable characters escaped: a message
+    quotes user input (paths, names, numbers), and must stay one line.
+    Built-ins only: after setuidgid no codec may be loadable."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def warn(prog, message):
+    """One line "PROG: WARNING: message" on stderr; the chain goes on."""
+    import sys
+
+    write_out(sys.stderr, f"{one_line(prog)}: WARNING: {one_line(message)}\n")
 
 
 def print_out(text):

@@ -107,11 +107,23 @@ def _envdir(d, bad=None):
         os.chmod(env, 0o700)
 
 
+def _envfile_nul(d):
+    with open(os.path.join(d, "nul.env"), "wb") as f:
+        f.write(b"A=1\nB=\0\n")
+
+
+def _envfile_huge(d):
+    """A (sparse) file one byte over systemd's 64 MiB limit."""
+    with open(os.path.join(d, "huge.env"), "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+
+
 SETUP = {"file": _file, "symlink": _symlink, "dangling": _dangling, "dir": _dir,
          "fifo": _fifo, "held-abstract": _held_abstract, "live-stream": _live_stream}
 SETUP.update({"env": _envdir, **{f"env-{bad}": (lambda d, bad=bad: _envdir(d, bad)) for bad in
                                  ("dangling", "subdir", "fifo", "equals", "unreadable",
                                   "closed")}})
+SETUP.update({"envfile-nul": _envfile_nul, "envfile-huge": _envfile_huge})
 
 
 @dataclass
@@ -459,6 +471,58 @@ ROWS = [
         100, ["-w", "Unrecognized option"]),
     Row("setsid-next-program-not-found", ["chainload", "setsid", "no-such-program-chainload"],
         127, ["no-such-program-chainload", "No such file or directory"], prog="setsid"),
+    # --- envfile (nothing is set unless the whole file was read) ---------------------
+    Row("envfile-missing-file", ["envfile", "nofile", "true"],
+        111, ["nofile", "No such file or directory"]),
+    Row("envfile-ignore-missing-directory", ["envfile", "--ignore-missing", "dir", "true"],
+        111, ["dir", "Is a directory"], setup=("dir",)),
+    Row("envfile-fifo", ["envfile", "--ignore-missing", "fifo", "true"],
+        111, ["fifo", "Not a regular file"], setup=("fifo",)),
+    Row("envfile-unreadable", ["envfile", "--ignore-missing", "env/secret", "true"],
+        111, ["env/secret", "Permission denied"], setup=("env-unreadable",), user="nobody"),
+    Row("envfile-nul-byte", ["envfile", "nul.env", "true"],
+        111, ["nul.env", "NUL byte"], setup=("envfile-nul",)),
+    Row("envfile-too-large", ["envfile", "huge.env", "true"],
+        111, ["huge.env", "File too large", "67108863"], setup=("envfile-huge",)),
+    Row("envfile-no-operands", ["envfile"], 100, ["Missing operand"]),
+    Row("envfile-missing-next-program", ["envfile", "file"], 100, ["Missing next program"]),
+    # execline's -i/-I are not taken (execline's -i means the opposite of ours)
+    Row("envfile-execline-option", ["envfile", "-I", "file", "true"],
+        100, ["-I", "Unrecognized option"]),
+    Row("envfile-next-program-not-found",
+        ["envfile", "--ignore-missing", "nofile", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- substitute ------------------------------------------------------------------
+    Row("substitute-expands-to-nothing", ["substitute", "$NO_SUCH_VARIABLE_CHAINLOAD"],
+        100, ["expanded to nothing"]),
+    Row("substitute-missing-next-program", ["substitute"], 100, ["Missing next program"]),
+    Row("substitute-unknown-option", ["substitute", "-x", "true"],
+        100, ["-x", "Unrecognized option"]),
+    Row("substitute-next-program-not-found", ["substitute", "no-such-program-chainload${X}"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("substitute-made-a-builtin-that-refuses",
+        ["setenv", "C", "envdir", "substitute", "${C}", "nodir", "true"],
+        111, ["nodir", "No such file or directory"], prog="envdir"),
+    # --- clearenv -----------------------------------------------------------------------
+    Row("clearenv-missing-next-program", ["clearenv", "-p"], 100, ["Missing next program"]),
+    Row("clearenv-unknown-option", ["clearenv", "-l", "true"], 100, ["-l", "Unrecognized option"]),
+    Row("clearenv-next-program-not-found", ["clearenv", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- userenv ------------------------------------------------------------------------
+    Row("userenv-unknown-user", ["userenv", "no-such-user-chainload", "true"],
+        111, ["no-such-user-chainload", "No such user"]),
+    Row("userenv-unknown-uid", ["userenv", "4294967294", "true"], 111, ["4294967294", "No such user"]),
+    Row("userenv-huge-uid", ["userenv", "9" * 5000, "true"], 111, ["No such user"]),
+    Row("userenv-empty-account", ["userenv", "", "true"], 111, ["No such user"]),
+    Row("userenv-lookup-without-descriptors",
+        ["softlimit", "-o", "3", "userenv", "nobody", "true"],
+        111, ["nobody", "Cannot look up the user", "Too many open files"], prog="userenv"),
+    Row("userenv-no-operands", ["userenv"], 100, ["Missing operand"]),
+    Row("userenv-missing-next-program", ["userenv", "nobody"], 100, ["Missing next program"]),
+    Row("userenv-set-path-is-not-offered", ["userenv", "--set-path", "nobody", "true"],
+        100, ["--set-path", "Unrecognized option"]),
+    Row("userenv-next-program-not-found", ["userenv", "nobody", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
     # --- only chainload has --version ------------------------------------------------
     Row("fdmove-version", ["fdmove", "--version"], 100, ["--version", "Unrecognized option"]),
     Row("setuidgid-version", ["setuidgid", "--version"],
@@ -555,7 +619,8 @@ CLOSED_STDERR = ["listen-path-too-long", "listen-file-at-path", "listen-unknown-
                  "setsid-process-group-leader",
                  "fdmove-from-closed", "fdmove-next-program-not-found",
                  "fdmove-next-program-not-executable", "setuidgid-unknown-user",
-                 "chainload-unknown-command", "chainload-no-command"]
+                 "chainload-unknown-command", "chainload-no-command",
+                 "envfile-missing-file", "substitute-expands-to-nothing", "userenv-unknown-user"]
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.id in CLOSED_STDERR],

@@ -1,7 +1,6 @@
 """envdir: set and unset environment variables from a directory, then chain."""
 
 import os
-import stat
 import sys
 
 from chainload import core
@@ -17,9 +16,6 @@ Options:
   -f, --full  The whole file, less one final newline, is the value.
   -h, --help  Show this help and exit.
 """
-
-OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
-
 
 def run(args, env):
     where = args["<dir>"]
@@ -51,7 +47,8 @@ def read_directory(where, full=False):
             if not raw or b"=" in raw:
                 raise core.Fail(core.EXIT_SYSTEM,
                                 f"{entry}: Not a valid variable name (empty, or has \"=\").")
-            changes.append((name, _value(_read(dirfd, raw, entry, full), full)))
+            changes.append((name, _value(core.read_regular(raw, entry, dir_fd=dirfd,
+                                                            first_line=not full), full)))
         return changes
     except OSError as e:
         raise core.system_error(where, e) from None
@@ -77,40 +74,6 @@ def _names(dirfd, where):
         raise core.Fail(core.EXIT_SYSTEM, f"{where}: Cannot list it as bytes in this locale "
                         "without /proc (/proc/self/fd); Python's UTF-8 mode (-X utf8) "
                         "can.") from None
-
-
-def _read(dirfd, raw, entry, full):
-    """The bytes of regular file RAW in DIRFD (symlinks followed): all of
-    them if FULL, else up to the end of the first line (a file of
-    gigabytes costs no more than its first line).
-
-    The type is checked before the open, so a FIFO or a device is never
-    opened (opening one can block or act), and again on the open file.
-    """
-    try:
-        _regular(os.stat(raw, dir_fd=dirfd), entry)
-        fd = os.open(raw, OPEN_FLAGS, dir_fd=dirfd)
-    except OSError as e:
-        raise core.system_error(entry, e) from None
-    try:
-        _regular(os.fstat(fd), entry)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-            if not full and b"\n" in chunk:
-                break
-        return b"".join(chunks)
-    except OSError as e:
-        raise core.system_error(entry, e) from None
-    finally:
-        os.close(fd)
-
-
-def _regular(st, entry):
-    if stat.S_ISDIR(st.st_mode):
-        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Is a directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Not a regular file")
 
 
 def _value(data, full):
