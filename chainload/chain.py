@@ -58,6 +58,9 @@ COMMANDS = {
     "chdir": ("chdir", "change the working directory, then chain"),
     "softlimit": ("softlimit", "set resource soft limits, then chain"),
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
+    "install-dir": ("install_dir", "make a directory with a mode and owner, then chain"),
+    "fdredir": ("fdredir", "open a file on a file descriptor, then chain"),
+    "hardlimit": ("hardlimit", "set resource hard limits, then chain"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -129,7 +132,7 @@ def preload(argv):
     """Import everything the rest of the chain may need.
 
     run_chain() calls this before a link whose module sets PRELOAD_REST
-    (setuidgid, softlimit): after it, the new user may not be able to read
+    (setuidgid, softlimit, hardlimit): after it, the new user may not be able to read
     the Python installation, or the new limits may leave no descriptor or
     memory to import with. Any bare builtin name among ARGV counts (an
     over-estimate is harmless).
@@ -512,7 +515,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((1869, 309036050419321516),
+UMBRELLA_PARSED = ((2062, 2091752520332407184),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

@@ -141,6 +141,35 @@ def _not_found(name, what):
     return Fail(EXIT_SYSTEM, f"{name}: No such {what}.")
 
 
+def uid_of(text, what):
+    """The uid of user TEXT: a name from the password database or, if no
+    account has that name, a decimal number (111 if it is neither; 100 if
+    the number is out of range). WHAT names the option in messages."""
+    import pwd
+
+    return _id_of(text, what, "user", lambda name: pwd.getpwnam(name).pw_uid)
+
+
+def gid_of(text, what):
+    """The gid of group TEXT: a name from the group database or, if no group
+    has that name, a decimal number (as uid_of)."""
+    import grp
+
+    return _id_of(text, what, "group", lambda name: grp.getgrnam(name).gr_gid)
+
+
+def _id_of(text, what, kind, lookup):
+    try:
+        return lookup(text)
+    except (KeyError, ValueError):
+        pass
+    if not text or not text.isascii() or not text.isdigit():
+        raise _not_found(text, kind)
+    if len(text) > 10 or int(text) > ID_MAX:
+        raise usage_error(f"{what}: {text}: Out of range (must be 0 to {ID_MAX}).")
+    return int(text)
+
+
 def variable_name(name):
     """NAME, if it can name an environment variable: not empty, no "=" and
     no NUL (a usage error, 100, otherwise)."""
@@ -180,6 +209,21 @@ def parse_number(text, what, maximum, minimum=0):
             f"{what}: {text}: Out of range (must be {minimum} to {maximum})."
         )
     return value
+
+
+def parse_mode(text, what, maximum):
+    """A file mode or mask, from 0 to MAXIMUM (0o777 for a umask, 0o7777
+    for a file mode): octal with a leading 0 (0750) or hexadecimal (0x1e8),
+    as parse_number reads it. A bare decimal number of 8 or more (22, 755,
+    666) is refused as ambiguous: nosh reads 22 as decimal, execline and
+    chmod as octal; the message gives the octal spelling when there is one."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if body[:1] in "123456789" and body.isascii() and body.isdigit() \
+            and (len(body) > 1 or body in "89"):
+        hint = f" (0{body})" if all(c in "01234567" for c in body) else ""
+        raise usage_error(f"{what}: {text}: Ambiguous decimal number; write it in octal "
+                          f"with a leading 0{hint}.")
+    return parse_number(text, what, maximum)
 
 
 # --- the docopt adapter --------------------------------------------------------
