@@ -76,6 +76,10 @@ def _walk(raw, mode, if_missing):
     parts = [p for p in raw.split(b"/") if p and p != b"."]
     where = b"/" if raw.startswith(b"/") else b""
     fd = _open(b"/" if where else b".", None, where or b".")
+    try:  # full names for removing what is made (a later link may chdir)
+        base = os.getcwdb()
+    except OSError:
+        base = b""
     links = 0
     try:
         existed = True
@@ -87,7 +91,7 @@ def _walk(raw, mode, if_missing):
                 opened = os.open(name, DIRECTORY, dir_fd=fd)
                 existed = True
             except FileNotFoundError:
-                opened, existed = _make(fd, name, here, mode if last else None)
+                opened, existed = _make(fd, name, here, base, mode if last else None)
             except OSError as e:
                 if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise _Refused(here, e) from None
@@ -146,7 +150,7 @@ def _is_directory(fd, name):
         return False
 
 
-def _make(fd, name, where, mode):
+def _make(fd, name, where, base, mode):
     """(descriptor, False): directory NAME made in FD and opened. MODE None
     makes a parent, 0755; DIR is made with MODE under the umask (never wider
     than asked; _set_owner_and_mode then sets MODE). It is removed again if
@@ -163,7 +167,7 @@ def _make(fd, name, where, mode):
             st = os.fstat(opened)
         except OSError as e:  # replaced (by a symlink?) since the mkdir
             raise _Refused(where, e) from None
-        _remove_on_abort(fd, name, st)
+        core.on_abort(_remove, (os.path.join(base, where), where), (st.st_dev, st.st_ino))
     if st.st_uid != os.geteuid():
         os.close(opened)
         raise _Refused(where, "Replaced by another user's directory since it was made.")
@@ -176,21 +180,19 @@ def _make(fd, name, where, mode):
     return opened, False
 
 
-def _remove_on_abort(fd, name, st):
-    """Remove the directory NAME of FD if the chain fails; by its full name
-    (a later link may chdir or close FD), and only while it is the same
-    directory, empty."""
-    try:
-        parent = os.readlink(b"/proc/self/fd/%d" % fd)
-    except OSError:
-        return  # no /proc: it stays
-    core.on_abort(_remove, os.path.join(parent, name), (st.st_dev, st.st_ino))
-
-
-def _remove(full, made):
-    st = os.lstat(full)
-    if (st.st_dev, st.st_ino) == made:
-        os.rmdir(full)
+def _remove(names, made):
+    """Remove the directory by the first of NAMES (its full name, then the
+    name relative to the starting directory, for a user who cannot search
+    every directory above it) that is still the one MADE (st_dev, st_ino),
+    if it is empty."""
+    for name in names:
+        try:
+            st = os.lstat(name)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == made:
+            os.rmdir(name)
+            return
 
 
 def _set_owner_and_mode(fd, path, mode, uid, gid, existed):
