@@ -504,7 +504,7 @@ def check(argv, report, before, after, outside_before, outside_after, workdir, s
                 real = os.path.realpath(os.path.join(workdir, word))
             except ValueError:  # a NUL
                 continue
-            if real.startswith(workdir + "/"):
+            if real == workdir or real.startswith(workdir + "/"):
                 named.add(os.path.relpath(real, workdir))
     for name, entry in before.items():
         if is_socket(entry):

@@ -109,7 +109,10 @@ def _walk(raw, mode, if_missing):
                 links += 1
                 if links > MAX_LINKS:
                     raise _Refused(here, os.strerror(errno.ELOOP)) from None
-                target = os.readlink(name, dir_fd=fd)
+                try:
+                    target = os.readlink(name, dir_fd=fd)
+                except OSError as e:  # replaced meanwhile
+                    raise _Refused(here, e) from None
                 parts[:0] = [p for p in target.split(b"/") if p and p != b"."]
                 if target.startswith(b"/"):
                     os.close(fd)
