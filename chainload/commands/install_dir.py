@@ -45,6 +45,13 @@ class _Refused(Exception):
         self.where, self.why = where, why
 
 
+def preload():
+    """What the user and group lookups need after an earlier setuidgid
+    dropped to a user who cannot read the Python installation."""
+    import grp  # noqa: F401
+    import pwd  # noqa: F401
+
+
 def run(args, env):
     path = args["<dir>"]
     mode = 0o755 if args["--mode"] is None else core.parse_mode(args["--mode"], "--mode",
