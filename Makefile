@@ -18,10 +18,11 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PREFIX  ?= /usr/local
 LIBDIR  := $(PREFIX)/lib/chainload
-# Names that daemontools, execline, runit or s6 install too: with NO_CLASH=1,
+# Names that daemontools, execline, runit, s6 or nosh install too: with NO_CLASH=1,
 # `make install` leaves them out of PREFIX/bin (they still work in a chain and
-# as `chainload NAME`); SKIP lists any names to leave out.
-CLASH    := fdmove setuidgid envdir softlimit umask
+# as `chainload NAME`); SKIP lists any names to leave out. (fdredir and
+# hardlimit: nosh's.)
+CLASH    := fdmove setuidgid envdir softlimit umask fdredir hardlimit
 SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)

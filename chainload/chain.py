@@ -63,6 +63,9 @@ COMMANDS = {
     "substitute": ("substitute", "expand $NAME and ${NAME} in the rest as systemd does"),
     "clearenv": ("clearenv", "remove every environment variable, then chain"),
     "userenv": ("userenv", "set HOME, USER, LOGNAME and SHELL from an account"),
+    "install-dir": ("install_dir", "make a directory with a mode and owner, then chain"),
+    "fdredir": ("fdredir", "open a file on a file descriptor, then chain"),
+    "hardlimit": ("hardlimit", "set resource hard limits, then chain"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -139,7 +142,7 @@ def preload(argv):
     """Import everything the rest of the chain may need.
 
     run_chain() calls this before a link whose module sets PRELOAD_REST
-    (setuidgid, softlimit): after it, the new user may not be able to read
+    (setuidgid, softlimit, hardlimit): after it, the new user may not be able to read
     the Python installation, or the new limits may leave no descriptor or
     memory to import with. Any bare builtin name among ARGV counts (an
     over-estimate is harmless).

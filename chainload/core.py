@@ -89,29 +89,6 @@ class Done(Exception):
     """Stop the chain without an error (after --help or --version)."""
 
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(c):
-    code = ord(c)
-    if c in _ESCAPES:
-        return _ESCAPES[c]
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def one_line(text):
-    """TEXT with control and unprintable characters escaped: a message
-    quotes user input (paths, names, numbers), and must stay one line.
-    Built-ins only: after setuidgid no codec may be loadable."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
 def usage_error(message):
     return Fail(EXIT_USAGE, message)
 

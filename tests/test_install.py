@@ -111,7 +111,8 @@ def test_no_installed_name_shadows_a_system_program_or_page(prefix):
     shared = set(next(line.split(":=", 1)[1] for line in
                       make("-s", "-p", "-n", "clean").stdout.splitlines()
                       if line.startswith("CLASH :=")).split())
-    assert {"envdir", "softlimit", "fdmove", "setuidgid", "umask"} <= shared
+    assert {"envdir", "softlimit", "fdmove", "setuidgid", "umask", "fdredir",
+            "hardlimit"} <= shared  # fdredir and hardlimit: nosh's
     for p in (prefix / "bin").iterdir():
         if p.name in shared:
             continue
@@ -154,8 +155,8 @@ def load_install_tool():
 
 def test_installed_names_and_skip():
     """The Makefile's rule: the table's names but the in-chain-only ones,
-    less SKIP (NO_CLASH=1 skips the names daemontools, execline, runit and
-    s6 also install)."""
+    less SKIP (NO_CLASH=1 skips the names daemontools, execline, runit,
+    s6 and nosh also install)."""
     tool = load_install_tool()
     assert tool.installed_names() == table_names()
     assert tool.installed_names(["chdir", "setenv"]) == [
@@ -163,7 +164,7 @@ def test_installed_names_and_skip():
     dry = make("-s", "-n", "install", "PREFIX=/nonexistent/prefix", "NO_CLASH=1").stdout
     line = next(ln for ln in dry.splitlines() if "tools/install.py" in ln)
     assert line.split(" man ", 1)[1].split() == ["fdmove", "setuidgid", "envdir",
-                                                 "softlimit", "umask"]
+                                                 "softlimit", "umask", "fdredir", "hardlimit"]
 
 
 # --- what runs --------------------------------------------------------------------

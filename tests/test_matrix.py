@@ -61,6 +61,12 @@ def _dir(d):
         f.write("inside\n")
 
 
+def _public(d):
+    """A world-writable sticky directory "public", as /tmp is."""
+    os.mkdir(os.path.join(d, "public"))
+    os.chmod(os.path.join(d, "public"), 0o1777)
+
+
 def _fifo(d):
     os.mkfifo(os.path.join(d, "fifo"), 0o644)
 
@@ -119,6 +125,7 @@ def _envfile_huge(d):
 
 
 SETUP = {"file": _file, "symlink": _symlink, "dangling": _dangling, "dir": _dir,
+         "public": _public,
          "fifo": _fifo, "held-abstract": _held_abstract, "live-stream": _live_stream}
 SETUP.update({"env": _envdir, **{f"env-{bad}": (lambda d, bad=bad: _envdir(d, bad)) for bad in
                                  ("dangling", "subdir", "fifo", "equals", "unreadable",
@@ -449,8 +456,8 @@ ROWS = [
     Row("softlimit-too-big", ["softlimit", "-t", "9223372036854775808", "true"],
         100, ["-t", "Out of range"]),
     Row("softlimit-empty", ["softlimit", "-d", "", "true"], 100, ["-d", "Not a number"]),
-    Row("softlimit-unlimited", ["softlimit", "-s", "unlimited", "true"],
-        100, ["-s: unlimited", "Not a number"]),
+    Row("softlimit-unlimited-misspelt", ["softlimit", "-s", "unlimted", "true"],
+        100, ["-s: unlimted", "Not a number"]),
     Row("softlimit-needs-value", ["softlimit", "-o"], 100, ["-o", "requires argument"]),
     Row("softlimit-twice", ["softlimit", "-o", "1", "-o", "2", "true"],
         100, ["-o", "more than once"]),
@@ -460,6 +467,104 @@ ROWS = [
         100, ["Missing next program"]),
     Row("softlimit-next-program-not-found", ["softlimit", "-o", "=", "no-such-program-chainload"],
         127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("softlimit-long-option-bad-value", ["softlimit", "--nice", "-1", "true"],
+        100, ["--nice", "Out of range"]),
+    # --- hardlimit (issue 19) ----------------------------------------------------------
+    Row("hardlimit-suffix", ["hardlimit", "-o", "1k", "true"], 100, ["-o: 1k", "Not a number"]),
+    Row("hardlimit-negative", ["hardlimit", "--locks", "-1", "true"],
+        100, ["--locks", "Out of range"]),
+    Row("hardlimit-too-big", ["hardlimit", "-c", "9223372036854775808", "true"],
+        100, ["-c", "Out of range"]),
+    Row("hardlimit-unlimited-misspelt", ["hardlimit", "-c", "infinite", "true"],
+        100, ["-c: infinite", "Not a number"]),
+    Row("hardlimit-twice", ["hardlimit", "--rtprio", "1", "--rtprio", "2", "true"],
+        100, ["--rtprio", "more than once"]),
+    Row("hardlimit-unknown-option", ["hardlimit", "-H", "1", "true"],
+        100, ["-H", "Unrecognized option"]),
+    Row("hardlimit-missing-next-program", ["hardlimit", "-o", "64"],
+        100, ["Missing next program"]),
+    # The kernel's EPERM, named: nobody lacks CAP_SYS_RESOURCE.
+    Row("hardlimit-raise-unprivileged", ["hardlimit", "-o", "1048577", "true"],
+        111, ["-o: RLIMIT_NOFILE: Operation not permitted", "raising a hard limit"],
+        user="nobody"),
+    Row("hardlimit-next-program-not-found", ["hardlimit", "-c", "=", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- install-dir (issue 19): nothing is made or changed ------------------------------
+    Row("install-dir-mode-ambiguous-decimal", ["install-dir", "-m", "755", "d", "true"],
+        100, ["--mode: 755", "Ambiguous", "(0755)"]),
+    Row("install-dir-mode-decimal-8", ["install-dir", "--mode", "8", "d", "true"],
+        100, ["--mode: 8", "Ambiguous"]),
+    Row("install-dir-mode-too-big", ["install-dir", "-m", "010000", "d", "true"],
+        100, ["--mode", "Out of range"]),
+    Row("install-dir-mode-not-octal", ["install-dir", "-m", "0789", "d", "true"],
+        100, ["--mode: 0789", "Not a number"]),
+    Row("install-dir-mode-symbolic", ["install-dir", "-m", "u=rwx", "d", "true"],
+        100, ["--mode: u=rwx", "Not a number"]),
+    Row("install-dir-unknown-user", ["install-dir", "-o", "no-such-user-chainload", "d", "true"],
+        111, ["no-such-user-chainload", "No such user"]),
+    Row("install-dir-unknown-group", ["install-dir", "-g", "no-such-group-chainload", "d", "true"],
+        111, ["no-such-group-chainload", "No such group"]),
+    Row("install-dir-uid-too-big", ["install-dir", "-o", "4294967295", "d", "true"],
+        111, ["4294967295", "User id out of range"]),
+    Row("install-dir-empty", ["install-dir", "", "true"], 111, ["No such file or directory"]),
+    Row("install-dir-file-at-dir", ["install-dir", "file", "true"],
+        111, ["file: Exists and is not a directory"], setup=("file",)),
+    Row("install-dir-file-at-dir-if-missing", ["install-dir", "--if-missing", "file", "true"],
+        111, ["file: Exists and is not a directory"], setup=("file",)),
+    Row("install-dir-fifo-at-dir", ["install-dir", "fifo", "true"],
+        111, ["fifo: Exists and is not a directory"], setup=("fifo",)),
+    Row("install-dir-file-at-parent", ["install-dir", "file/d", "true"],
+        111, ["file: Not a directory"], setup=("file",)),
+    Row("install-dir-symlink-at-dir", ["install-dir", "symlink", "true"],
+        111, ["symlink: Is a symbolic link; not following it"], setup=("symlink",)),
+    Row("install-dir-dangling-symlink-at-dir", ["install-dir", "--if-missing", "dangling", "true"],
+        111, ["dangling: Is a symbolic link"], setup=("dangling",)),
+    Row("install-dir-symlink-to-file-at-parent", ["install-dir", "symlink/d", "true"],
+        111, ["file: Not a directory"], setup=("symlink",)),
+    Row("install-dir-missing-next-program", ["install-dir", "d"], 100, ["Missing next program"]),
+    Row("install-dir-option-needs-value", ["install-dir", "--owner"],
+        100, ["--owner", "requires argument"]),
+    Row("install-dir-unknown-option", ["install-dir", "-p", "d", "true"],
+        100, ["-p", "Unrecognized option"]),
+    # Made, then removed again when the exec fails.
+    Row("install-dir-next-program-not-found", ["install-dir", "new/deeper", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("install-dir-chown-as-non-root", ["install-dir", "-o", "root", "public/new/d", "true"],
+        111, ["public/new/d", "Operation not permitted"], setup=("public",), user="nobody"),
+    Row("install-dir-chmod-another-users-dir", ["install-dir", "-m", "0700", "dir", "true"],
+        111, ["dir", "Operation not permitted"], setup=("dir",), user="nobody"),
+    Row("install-dir-in-unwritable-dir", ["install-dir", "env/d", "true"],
+        111, ["env/d", "Permission denied"], setup=("env",), user="nobody"),
+    # --- fdredir (issue 19) --------------------------------------------------------------
+    Row("fdredir-missing-file", ["fdredir", "0", "nofile", "true"],
+        111, ["fd 0: nofile: No such file or directory"]),
+    Row("fdredir-write-into-missing-dir", ["fdredir", "-w", "1", "nodir/f", "true"],
+        111, ["fd 1: nodir/f: No such file or directory"]),
+    Row("fdredir-write-a-directory", ["fdredir", "--write", "1", "dir", "true"],
+        111, ["fd 1: dir: Is a directory"], setup=("dir",)),
+    Row("fdredir-fd-beyond-limit", ["fdredir", "2147483647", "file", "true"],
+        111, ["fd 2147483647: file: Bad file descriptor"], setup=("file",)),
+    Row("fdredir-fd-too-big", ["fdredir", "2147483648", "file", "true"],
+        100, ["fd", "Out of range"]),
+    Row("fdredir-fd-negative", ["fdredir", "-1", "file", "true"], 100, ["fd: -1", "Out of range"]),
+    Row("fdredir-fd-not-a-number", ["fdredir", "x", "file", "true"], 100, ["fd: x", "Not a number"]),
+    Row("fdredir-two-modes", ["fdredir", "-w", "-a", "1", "f", "true"],
+        100, ["--write and --append", "only one"]),
+    Row("fdredir-read-and-update", ["fdredir", "--read", "--update", "1", "f", "true"],
+        100, ["--read and --update", "only one"]),
+    Row("fdredir-non-blocking-fifo-no-reader", ["fdredir", "-n", "-w", "1", "fifo", "true"],
+        111, ["fd 1: fifo: No such device or address"], setup=("fifo",)),
+    Row("fdredir-unreadable", ["fdredir", "0", "env/secret", "true"],
+        111, ["fd 0: env/secret: Permission denied"], setup=("env-unreadable",), user="nobody"),
+    Row("fdredir-missing-file-operand", ["fdredir", "1"], 100, ["Missing operand"]),
+    Row("fdredir-missing-next-program", ["fdredir", "1", "file"], 100, ["Missing next program"]),
+    # The file this run made is removed again; an existing one is kept (as it
+    # was: --append does not change it).
+    Row("fdredir-next-program-not-found", ["fdredir", "-w", "1", "new", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("fdredir-append-next-program-not-found",
+        ["fdredir", "-a", "1", "file", "no-such-program-chainload"],
+        127, ["no-such-program-chainload"], setup=("file",)),
     # --- setsid (installed as chainload-setsid) ------------------------------------------
     Row("setsid-process-group-leader", ["chainload", "setsid", "true"],
         111, ["process group", "chain never forks"], prog="setsid", group_leader=True),
@@ -616,6 +721,7 @@ def test_setuidgid_as_non_root_really_was_non_root(tmp_path):
 
 CLOSED_STDERR = ["listen-path-too-long", "listen-file-at-path", "listen-unknown-user",
                  "envdir-dangling-symlink", "umask-decimal-22", "softlimit-suffix",
+                 "install-dir-symlink-at-dir", "fdredir-missing-file", "hardlimit-suffix",
                  "setsid-process-group-leader",
                  "fdmove-from-closed", "fdmove-next-program-not-found",
                  "fdmove-next-program-not-executable", "setuidgid-unknown-user",

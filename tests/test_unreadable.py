@@ -66,6 +66,9 @@ CASES = [row for row in ROWS if after_drop(row) is not None]
 # Rows whose outcome changes because the chain runs as nobody, not root.
 AS_NOBODY = {
     "setuidgid-next-program-not-found": (111, ["root", "Operation not permitted"]),
+    # root's files: nobody may not open them for writing.
+    "fdredir-non-blocking-fifo-no-reader": (111, ["fd 1: fifo: Permission denied"]),
+    "fdredir-append-next-program-not-found": (111, ["fd 1: file: Permission denied"]),
 }
 
 
