@@ -152,7 +152,7 @@ def test_usage_errors():
     r = run([ADOPT, "--fd-name", "web", "0", "true"], env=clean_env())
     assert_fatal(r, 100, "--fd-name: Needs --systemd-compatibility.")
     r = run([ADOPT, "0"], env=clean_env())
-    assert_fatal(r, 100, "Missing next program.")
+    assert_fatal(r, 100, "Missing next program, or operand FD (got 0 as FD).")
 
 
 # --- the recipe under s6 -----------------------------------------------------------
