@@ -407,6 +407,10 @@ def child(argv, env, workdir, result_fd, streams, capture):
             sys.stdout = None
         elif streams == "stderr-closed":
             sys.stderr = None
+        # A socket on fd 9 (a small_fd), for adopt-socket to take.
+        held = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        os.dup2(held.fileno(), 9)
+        held.close()
         os.execve = fake_execve
         try:
             status = chainload.chain.main(argv)
