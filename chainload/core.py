@@ -478,8 +478,8 @@ def synopsis(usage):
 
 
 def read_regular(path, what, dir_fd=None, limit=None, missing_ok=False, first_line=False):
-    """The bytes of regular file PATH (text; relative to DIR_FD if given,
-    symbolic links followed); WHAT names it in messages (111).
+    """The bytes of regular file PATH (text or bytes, relative to DIR_FD if
+    given; symbolic links followed); WHAT names it in messages (111).
 
     The type is checked before the open, so a FIFO or a device is never
     opened (opening one can block or act), and again on the open file.
@@ -497,7 +497,9 @@ def read_regular(path, what, dir_fd=None, limit=None, missing_ok=False, first_li
         fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
                      dir_fd=dir_fd)
     except (OSError, ValueError) as e:
-        if missing_ok and getattr(e, "errno", None) in (errno.ENOENT, errno.ENOTDIR):
+        # (A path with a NUL, which only an in-process caller can give,
+        # names no file either: see system_error.)
+        if missing_ok and getattr(e, "errno", errno.ENOENT) in (errno.ENOENT, errno.ENOTDIR):
             return None
         raise system_error(what, e) from None
     try:
