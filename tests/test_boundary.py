@@ -283,6 +283,11 @@ def test_a_memory_error_names_what_ran_out(tmp_path):
     proc = start(["envdir", "-f", str(env), "/bin/true"], preexec_fn=small)
     assert proc.returncode == 111
     assert proc.stderr.decode().splitlines() == ["envdir: FATAL: Cannot allocate memory"]
+    # The same limit set by a link of the chain.
+    proc = start(["chainload", "softlimit", "-a", "200000000", "envdir", "-f", str(env),
+                  "/bin/true"])
+    assert proc.returncode == 111
+    assert proc.stderr.decode().splitlines() == ["envdir: FATAL: Cannot allocate memory"]
 
 
 @pytest.mark.parametrize("word", ["0" * 41 + "22", "0x" + "0" * 60 + "12", "0" * 100 + "7"])
