@@ -119,7 +119,8 @@ def test_a_path_directory_that_cannot_be_searched_does_not_hide_a_later_one(worl
     locked = world_tmp / "locked"
     locked.mkdir()
     env = clean_env(PATH=f"{locked}:/usr/bin:/bin")
-    argv = ["setuidgid", "nobody", "true"] if os.geteuid() == 0 else ["fdmove", "5", "5", "true"]
+    argv = (["setuidgid", "nobody", "true"] if os.geteuid() == 0
+            else ["fdmove", "-c", "5", "1", "true"])
     locked.chmod(0o700 if os.geteuid() == 0 else 0)
     try:
         proc = start(argv, env=env)
