@@ -119,7 +119,8 @@ def test_a_path_directory_that_cannot_be_searched_does_not_hide_a_later_one(worl
     locked = world_tmp / "locked"
     locked.mkdir()
     env = clean_env(PATH=f"{locked}:/usr/bin:/bin")
-    argv = ["setuidgid", "nobody", "true"] if os.geteuid() == 0 else ["fdmove", "5", "5", "true"]
+    argv = (["setuidgid", "nobody", "true"] if os.geteuid() == 0
+            else ["fdmove", "-c", "5", "1", "true"])
     locked.chmod(0o700 if os.geteuid() == 0 else 0)
     try:
         proc = start(argv, env=env)
@@ -281,6 +282,11 @@ def test_a_memory_error_names_what_ran_out(tmp_path):
         resource.setrlimit(resource.RLIMIT_AS, (200_000_000, resource.RLIM_INFINITY))
 
     proc = start(["envdir", "-f", str(env), "/bin/true"], preexec_fn=small)
+    assert proc.returncode == 111
+    assert proc.stderr.decode().splitlines() == ["envdir: FATAL: Cannot allocate memory"]
+    # The same limit set by a link of the chain.
+    proc = start(["chainload", "softlimit", "-a", "200000000", "envdir", "-f", str(env),
+                  "/bin/true"])
     assert proc.returncode == 111
     assert proc.stderr.decode().splitlines() == ["envdir: FATAL: Cannot allocate memory"]
 

@@ -10,8 +10,8 @@ that python with -I (isolated mode: no PYTHON* variable, no user site, no
 current directory on sys.path, so nothing in the caller's environment runs
 before or instead of chainload, and a chain started as root stays ours)
 and -X utf8 (UTF-8 mode: Python starts in every locale glibc has, also
-one whose charset it has no codec for), and removes pip's console scripts there (pip cannot give them interpreter
-flags). PREFIX/bin/chainload is a symlink to the launcher, and every
+one whose charset it has no codec for), and removes pip's console scripts
+there (pip cannot give them interpreter flags). PREFIX/bin/chainload is a symlink to the launcher, and every
 installed command name a symlink to chainload: the program picks its
 command from argv[0]. The pages MANDIR/*.1 and MANDIR/aliases/*.1 go to
 PREFIX/share/man/man1, MANDIR/*.3 to PREFIX/share/man/man3. Names given
