@@ -252,7 +252,8 @@ def main(argv=None):
         return _fatal(state, core.EXIT_SYSTEM, os.strerror(errno.ENOMEM))
     except Exception as e:  # never a traceback: a bug still gets one line
         core.abort()
-        return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}: {e}")
+        text = f": {e}" if str(e) else ""  # some (MemoryError()) have none
+        return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}{text}")
     return core.EXIT_SYSTEM  # not reached: execute() either execs or raises
 
 

@@ -13,10 +13,13 @@ root and drops in-process, so the links run unprivileged).
 import glob
 import os
 import pwd
+import re
 import subprocess
 import sys
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from conftest import command, root_only, run
 from test_bytes import exec_raw
@@ -463,3 +466,216 @@ def test_the_new_commands_need_no_module_a_dropped_user_cannot_read():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=30, cwd="/")
     assert proc.stdout.strip() == "True", proc.stderr
+
+
+# --- the parser against a literal transcription of systemd's state machine -------------
+
+def systemd_252(data):
+    """[(key, value)] of DATA: parse_env_file_internal() of systemd 252,
+    character by character as the C code goes, then the valid names only
+    (exec_context_load_environment() drops the others). The reference for
+    envfile's own parser, which takes runs of characters at a time."""
+    ws, nl = b" \t\n\r", b"\n\r"
+    state, key, value, out = "PRE_KEY", bytearray(), bytearray(), []
+    last_key_ws = last_value_ws = None
+
+    def push(chomp):
+        k = key[:last_key_ws] if last_key_ws is not None else key
+        v = value[:last_value_ws] if chomp and last_value_ws is not None else value
+        out.append((bytes(k), bytes(v)))
+
+    for c in data:
+        if state == "PRE_KEY":
+            if c in b"#;":
+                state = "COMMENT"
+            elif c not in ws:
+                state, last_key_ws, key = "KEY", None, bytearray([c])
+        elif state == "KEY":
+            if c in nl:
+                state, key = "PRE_KEY", bytearray()
+            elif c == ord("="):
+                state, last_value_ws = "PRE_VALUE", None
+            else:
+                if c not in ws:
+                    last_key_ws = None
+                elif last_key_ws is None:
+                    last_key_ws = len(key)
+                key.append(c)
+        elif state == "PRE_VALUE":
+            if c in nl:
+                push(False)
+                state, key, value = "PRE_KEY", bytearray(), bytearray()
+            elif c == ord("'"):
+                state = "SINGLE"
+            elif c == ord('"'):
+                state = "DOUBLE"
+            elif c == ord("\\"):
+                state = "VALUE_ESCAPE"
+            elif c not in ws:
+                state = "VALUE"
+                value.append(c)
+        elif state == "VALUE":
+            if c in nl:
+                push(True)
+                state, key, value = "PRE_KEY", bytearray(), bytearray()
+            elif c == ord("\\"):
+                state, last_value_ws = "VALUE_ESCAPE", None
+            else:
+                if c not in ws:
+                    last_value_ws = None
+                elif last_value_ws is None:
+                    last_value_ws = len(value)
+                value.append(c)
+        elif state == "VALUE_ESCAPE":
+            state = "VALUE"
+            if c not in nl:
+                value.append(c)
+        elif state == "SINGLE":
+            if c == ord("'"):
+                state = "PRE_VALUE"
+            else:
+                value.append(c)
+        elif state == "DOUBLE":
+            if c == ord('"'):
+                state = "PRE_VALUE"
+            elif c == ord("\\"):
+                state = "DOUBLE_ESCAPE"
+            else:
+                value.append(c)
+        elif state == "DOUBLE_ESCAPE":
+            state = "DOUBLE"
+            if c in b'"\\`$':
+                value.append(c)
+            elif c != ord("\n"):
+                value += bytes((ord("\\"), c))
+        elif state == "COMMENT":
+            if c == ord("\\"):
+                state = "COMMENT_ESCAPE"
+            elif c in nl:
+                state = "PRE_KEY"
+        else:  # COMMENT_ESCAPE
+            state = "COMMENT"
+    if state in ("PRE_VALUE", "VALUE", "VALUE_ESCAPE", "SINGLE", "DOUBLE", "DOUBLE_ESCAPE"):
+        push(state == "VALUE")
+    return [(k, v) for k, v in out if re.fullmatch(rb"[A-Za-z_][A-Za-z0-9_]*", k)]
+
+
+ENV_FILE_BYTES = st.lists(st.sampled_from([bytes((b,)) for b in b"aZ_5-= \t\n\r#;'\"\\`$x\xff"]
+                                          + [b"A=", b"\\\n", b"\n#", b"B='", b'C="']),
+                          max_size=40).map(b"".join)
+
+
+@settings(max_examples=int(os.environ.get("CHAINLOAD_FUZZ_EXAMPLES", "400")), derandomize=True,
+          database=None, deadline=None)
+@given(data=ENV_FILE_BYTES)
+@example(data=b"g=g\\ \n").via("escaped trailing blank")
+@example(data=b'a="b "\\\n  \n').via("blanks after a joined line")
+@example(data=b"a=x\\  \t").via("blanks after an escape")
+@example(data=b"# x\\\ny=1\r\\\nz=2").via("comment continued")
+def test_envfile_parser_is_systemds_state_machine(data):
+    from chainload.commands.envfile import parse
+
+    assignments, warnings = parse(data)
+    assert assignments == systemd_252(data)
+    for line, text in warnings:
+        assert 1 <= line <= data.count(b"\n") + 1
+        assert text.startswith("Ignoring ")
+
+
+def test_the_reference_parser_sees_the_issue_examples():
+    for data, wanted in ISSUE_EXAMPLES.values():
+        assert dict(systemd_252(data)) == wanted
+
+
+def systemd_replace_env_argv(argv, env):
+    """replace_env_argv() of systemd 252, transcribed: replace_env() without
+    flags as its character loop, strv_env_get_n() over "NAME=VALUE"
+    strings (searched from the end), and strv_split_full() with
+    EXTRACT_UNQUOTE|EXTRACT_RELAX as extract_first_word()'s loop."""
+    strings = [f"{k}={v}" for k, v in env.items()]
+
+    def get(name):
+        if not name:
+            return None
+        for entry in reversed(strings):
+            if entry.startswith(name) and entry[len(name):len(name) + 1] == "=":
+                return entry[len(name) + 1:]
+        return None
+
+    def replace_env(fmt):
+        state, r, word = "WORD", "", 0
+        for i, c in enumerate(fmt):
+            if state == "WORD":
+                if c == "$":
+                    state = "CURLY"
+            elif state == "CURLY":
+                if c == "{":
+                    r, word, state = r + fmt[word:i - 1], i - 1, "VARIABLE"
+                elif c == "$":
+                    r, word, state = r + fmt[word:i], i + 1, "WORD"
+                else:
+                    state = "WORD"
+            elif c == "}":  # VARIABLE
+                r, word, state = r + (get(fmt[word + 2:i]) or ""), i + 1, "WORD"
+            elif c == ":":
+                state = "WORD"
+        return r + fmt[word:]
+
+    def split(s):
+        words, p, n = [], 0, len(s)
+        while True:
+            while p < n and s[p] in " \t\n\r":
+                p += 1
+            if p >= n:
+                return words
+            w, quote, backslash = [], None, False
+            while p < n:
+                c = s[p]
+                if backslash:
+                    w.append(c)
+                    backslash = False
+                elif c == "\\":
+                    backslash = True
+                elif quote is not None:
+                    if c == quote:
+                        quote = None
+                    else:
+                        w.append(c)
+                elif c in "'\"":
+                    quote = c
+                elif c in " \t\n\r":
+                    break
+                else:
+                    w.append(c)
+                p += 1
+            words.append("".join(w))
+
+    out = []
+    for word in argv:
+        if word[:1] == "$" and (word + "\0")[1] not in "{$":
+            value = get(word[1:])
+            out += split(value) if value is not None else []
+        else:
+            out.append(replace_env(word))
+    return out
+
+
+WORD_TEXT = st.lists(st.sampled_from(list("${}:=AB-x\"' \\\t")), max_size=12).map("".join)
+
+
+@settings(max_examples=int(os.environ.get("CHAINLOAD_FUZZ_EXAMPLES", "400")), derandomize=True,
+          database=None, deadline=None)
+@given(argv=st.lists(WORD_TEXT, min_size=1, max_size=4),
+       env=st.dictionaries(st.sampled_from(["A", "B", "AB", "x"]), WORD_TEXT, max_size=3))
+@example(argv=["$A=B", "${A=B}", "$", "${}", "${A", "$$A${B}"], env={"A": "B=c d", "B": "'x y'"})
+def test_substitute_is_systemds_replace_env_argv(argv, env):
+    from chainload import core
+    from chainload.commands import substitute
+
+    wanted = systemd_replace_env_argv(argv, env)
+    try:
+        got = substitute.run({"<next-prog>": argv}, dict(env))
+    except core.Fail as e:
+        assert e.status == 100 and wanted == []
+    else:
+        assert got == wanted
