@@ -152,6 +152,25 @@ def man_examples(page):
     return [b.replace("\\-", "-").replace("\\e", "\\") for b in blocks], section
 
 
+def test_listen_stream_hello_example_waits_for_the_server(tmp_path):
+    """local-stream-socket-listen(1)'s first example is the README's: the
+    client retries until the server listens (it used to `sleep 1`), also
+    when the server starts 1.5 s late."""
+    blocks, _ = man_examples("local-stream-socket-listen")
+    block = blocks[0].replace("/tmp/hello.sock", str(tmp_path / "hello.sock"))
+    assert "sleep 1;" not in block
+    server, client, _ = split_background(block + "\n")
+    client_proc = bash(client)
+    time.sleep(1.5)
+    server_proc = bash(f"exec {server}")
+    try:
+        out, err = client_proc.communicate(timeout=60)
+        assert (client_proc.returncode, out) == (0, "hello\n"), err
+    finally:
+        server_proc.communicate(timeout=30)
+    assert server_proc.returncode == 0
+
+
 def test_unsetenv_example_runs_as_pasted():
     blocks, _ = man_examples("unsetenv")
     first = blocks[0].splitlines()
