@@ -10,19 +10,24 @@ PYTHON := $(firstword $(foreach p,python3 /usr/bin/python3,$(shell \
 	$(p) -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
 	>/dev/null 2>&1 && echo $(p))) python3)
 endif
+# `make install` tries PYTHON if given, else both: as root it takes the first
+# that every user can run (tools/install_venv.sh; ROOT_ONLY=1 takes any).
+INSTALL_PYTHON := $(if $(filter-out file default undefined,$(origin PYTHON)),$(PYTHON),\
+	python3 /usr/bin/python3)
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PREFIX  ?= /usr/local
 LIBDIR  := $(PREFIX)/lib/chainload
-# Names that daemontools, execline, runit or s6 install too: with NO_CLASH=1,
+# Names that daemontools, execline, runit, s6 or nosh install too: with NO_CLASH=1,
 # `make install` leaves them out of PREFIX/bin (they still work in a chain and
-# as `chainload NAME`); SKIP lists any names to leave out.
-CLASH    := fdmove setuidgid envdir softlimit umask
+# as `chainload NAME`); SKIP lists any names to leave out. (fdredir and
+# hardlimit: nosh's.)
+CLASH    := fdmove setuidgid envdir softlimit umask fdredir hardlimit
 SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)
 SOURCES  := setup.cfg pyproject.toml $(wildcard chainload/*.py chainload/commands/*.py chainload/convert/*.py) \
-            $(MANPAGES) $(MAN3) $(wildcard man/aliases/*.1)
+            $(MANPAGES) $(MAN3) $(wildcard man/aliases/*.1) tools/utf8_scripts.py
 STAMP    := $(VENV)/.installed
 ARGS    ?=
 
@@ -46,6 +51,9 @@ $(STAMP): $(SOURCES) | venv-base
 	@# The venv's bundled setuptools adds a start-up hook (_distutils_hack)
 	@# to every interpreter start; pip builds in isolation and needs none.
 	$(BIN)/python -m pip uninstall --quiet --yes setuptools
+	@# pip's scripts start Python without flags; give them -X utf8, without
+	@# which Python cannot start in a locale it has no codec for.
+	$(BIN)/python -I tools/utf8_scripts.py $(BIN)
 	touch $@
 
 # Order-only for the stamp: a working venv is checked every time, but only
@@ -61,6 +69,7 @@ tools:
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	command -v ss >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	[ -e /usr/share/i18n/charmaps/BIG5-HKSCS.gz ] || missing="$$missing locales"; \
+	ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || missing="$$missing libnss-wrapper"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing:$$missing"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
@@ -87,11 +96,14 @@ fuzz: venv
 	CHAINLOAD_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/test_fuzz.py
 
 # `make install`: a venv in $(PREFIX)/lib/chainload holding the package,
-# and tools/install.py, run by that venv's python, for the rest:
-#   * $(LIBDIR)/bin/chainload is our own launcher, `#!$(LIBDIR)/bin/python -I`
+# made by tools/install_venv.sh (as root, with an interpreter that every
+# user can run: it tries each as nobody; ROOT_ONLY=1 takes any), and
+# tools/install.py, run by that venv's python, for the rest:
+#   * $(LIBDIR)/bin/chainload is our own launcher, `#!$(LIBDIR)/bin/python -IXutf8`
 #     (isolated mode: PYTHONPATH, PYTHONHOME, PYTHONINSPECT, ... and the
 #     current directory cannot change what a root chain runs; the variables
-#     still reach the final program). pip's console scripts there are
+#     still reach the final program; -X utf8: Python starts in every
+#     locale, see tools/utf8_scripts.py). pip's console scripts there are
 #     removed: pip cannot give them interpreter flags.
 #   * $(PREFIX)/bin/chainload is a symlink to it, and every installed
 #     command name is a symlink to chainload.
@@ -105,7 +117,8 @@ fuzz: venv
 #     (its page man/chainload-NAME.1, its console script in setup.cfg), and
 #     NAME is an alias listed in chainload.chain.IN_CHAIN_ONLY, which works
 #     only inside a chain (`chainload NAME`, or as a later link);
-#   * names given in SKIP (or the CLASH list, with NO_CLASH=1) are left out.
+#   * names given in SKIP (or the CLASH list, with NO_CLASH=1) are left out,
+#     and so are their pages.
 # DESTDIR (staged installs) is refused: a venv is not relocatable (its
 # pyvenv.cfg, pip's scripts and our launcher all name the directory it was
 # made in), so a staged tree would name the staging path.
@@ -113,7 +126,7 @@ install:
 	@if [ -n "$(DESTDIR)" ]; then \
 		echo "make install: DESTDIR is not supported: a venv cannot be moved after it is made;" \
 			"install straight to PREFIX (PREFIX=$(PREFIX))" >&2; exit 1; fi
-	$(call ensure_venv,$(LIBDIR))
+	@sh tools/install_venv.sh '$(LIBDIR)' '$(ROOT_ONLY)' $(INSTALL_PYTHON)
 	$(LIBDIR)/bin/python -m pip install --quiet --upgrade pip .
 	$(LIBDIR)/bin/python -m pip uninstall --quiet --yes setuptools
 	$(LIBDIR)/bin/python -I tools/install.py '$(PREFIX)' man $(SKIP)

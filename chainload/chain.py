@@ -49,6 +49,7 @@ COMMANDS = {
     ),
     "tcp-socket-listen": ("tcp_socket_listen", "listen on a TCP socket on fd 3+n"),
     "udp-socket-listen": ("udp_socket_listen", "bind a UDP socket on fd 3+n"),
+    "adopt-socket": ("adopt_socket", "pass an already-open socket on fd 3+n, then chain"),
     "fdmove": ("fdmove", "move or copy a file descriptor, then chain"),
     "setuidgid": ("setuidgid", "drop to an account's uid, gid and groups, then chain"),
     "envdir": ("envdir", "set variables from the files of a directory, then chain"),
@@ -58,6 +59,13 @@ COMMANDS = {
     "chdir": ("chdir", "change the working directory, then chain"),
     "softlimit": ("softlimit", "set resource soft limits, then chain"),
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
+    "envfile": ("envfile", "set variables from a systemd EnvironmentFile, then chain"),
+    "substitute": ("substitute", "expand $NAME and ${NAME} in the rest as systemd does"),
+    "clearenv": ("clearenv", "remove every environment variable, then chain"),
+    "userenv": ("userenv", "set HOME, USER, LOGNAME and SHELL from an account"),
+    "install-dir": ("install_dir", "make a directory with a mode and owner, then chain"),
+    "fdredir": ("fdredir", "open a file on a file descriptor, then chain"),
+    "hardlimit": ("hardlimit", "set resource hard limits, then chain"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -121,7 +129,12 @@ def load(name):
     """The module of builtin NAME, imported on first use."""
     module, _ = COMMANDS[ALIASES.get(name, name)]
     full = "chainload.commands." + module
-    __import__(full)  # importlib itself costs an import
+    try:
+        __import__(full)  # importlib itself costs an import
+    except OSError as e:  # no descriptor left to read it with, ...
+        raise core.system_error("Cannot load the command", e) from None
+    except ImportError as e:  # unreadable after setuidgid, no memory to map it, ...
+        raise core.Fail(core.EXIT_SYSTEM, f"Cannot load the command: {e}") from None
     return sys.modules[full]
 
 
@@ -129,7 +142,7 @@ def preload(argv):
     """Import everything the rest of the chain may need.
 
     run_chain() calls this before a link whose module sets PRELOAD_REST
-    (setuidgid, softlimit): after it, the new user may not be able to read
+    (setuidgid, softlimit, hardlimit): after it, the new user may not be able to read
     the Python installation, or the new limits may leave no descriptor or
     memory to import with. Any bare builtin name among ARGV counts (an
     over-estimate is harmless).
@@ -162,12 +175,14 @@ def _as_called(usage, name):
 def run_chain(argv, env, state):
     """Run builtins in-process from ARGV (argv[0] a builtin name), then exec."""
     while is_builtin(argv[0]):
-        state.prog, module = argv[0], load(argv[0])
+        state.prog = argv[0]  # a failure to load it is its own
+        module = load(argv[0])
         # Parsed as written (by its docopt parse, stored in the module as
         # PARSED), shown as called.
         state.usage = _as_called(module.USAGE, argv[0])
         args = core.parse_args(module.USAGE, argv[1:], shown=state.usage,
-                               frozen=getattr(module, "PARSED", None))
+                               frozen=getattr(module, "PARSED", None),
+                               hint=getattr(module, "operand_hint", None))
         if getattr(module, "PRELOAD_REST", False):
             preload(args["<next-prog>"])
         argv = module.run(args, env)
@@ -212,12 +227,12 @@ def main(argv=None):
     # ~11,000 objects to track) cost ~1 ms (make bench: floor-gc - floor).
     gc.disable()
     state = Chain()
-    if argv is None:  # a real start-up, not a call from a test
-        catch_signals()
-        argv, env = start_argv(sys.argv), start_environ()
-    else:
-        argv, env = list(argv), dict(os.environ)
     try:
+        if argv is None:  # a real start-up, not a call from a test
+            catch_signals()
+            argv, env = start_argv(sys.argv), start_environ()
+        else:
+            argv, env = list(argv), dict(os.environ)
         name = personality(argv[0]) if argv else None
         if name is None:
             umbrella(argv or [UMBRELLA], env, state)
@@ -232,9 +247,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         core.abort()
         return _fatal(state, core.EXIT_SYSTEM, "Interrupted.")
+    except MemoryError:  # a memory limit (softlimit -a, -d) too low to go on
+        core.abort()
+        return _fatal(state, core.EXIT_SYSTEM, os.strerror(errno.ENOMEM))
     except Exception as e:  # never a traceback: a bug still gets one line
         core.abort()
-        return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}: {e}")
+        text = f": {e}" if str(e) else ""  # some (MemoryError()) have none
+        return _fatal(state, core.EXIT_SYSTEM, f"Internal error: {type(e).__name__}{text}")
     return core.EXIT_SYSTEM  # not reached: execute() either execs or raises
 
 
@@ -254,6 +273,11 @@ class Environ(dict):
         super().__init__(items)
         self.raw = raw
         self.initial = dict(self) if raw else None
+
+    def clear(self):
+        """Remove every variable, and the entries a dict cannot hold too."""
+        super().clear()
+        self.raw = self.initial = None
 
 
 def _read(path):
@@ -286,27 +310,30 @@ def start_argv(sys_argv):
     """argv as exec'd: sys.argv[0] (the name that picks the command), then
     the raw bytes of every argument after the script name, decoded.
 
-    In Python's UTF-8 mode (on by default in the C and POSIX locales, where
-    services usually run) CPython decoded them with core.decode's own codec,
-    so sys.argv holds them exactly; otherwise the C library's decoder did,
-    and they are read back from /proc/self/cmdline."""
+    In Python's UTF-8 mode (the installed commands start in it; it is on by
+    default in the C and POSIX locales) CPython decoded them with
+    core.decode's own codec, so sys.argv holds them exactly; otherwise the
+    C library's decoder did, and they are read back from /proc/self/cmdline
+    or, without /proc, from where exec put them (_exec_strings)."""
     if sys.flags.utf8_mode:
         return list(sys_argv)
-    data = _read("/proc/self/cmdline")
     count = len(sys_argv) - 1
-    if data is not None and count > 0:
-        raw = _entries(data)
+    data = _read("/proc/self/cmdline")
+    raw = _entries(data) if data is not None else (_exec_strings() or (None, None))[0]
+    if raw is not None and count > 0:
         if len(raw) > count:
             return [sys_argv[0], *map(core.decode, raw[len(raw) - count:])]
+    if raw is None and not all(a.isascii() for a in sys_argv[1:]):
+        raise core.Fail(core.EXIT_SYSTEM, "Cannot read the arguments as given: no "
+                        "/proc/self/cmdline, and Python is not in UTF-8 mode (-X utf8).")
     return [sys_argv[0], *(core.decode(os.fsencode(a)) for a in sys_argv[1:])]
 
 
 def start_environ():
     """The environment as exec'd, before CPython's locale coercion."""
     data = _read("/proc/self/environ")
-    if data is None:
-        return Environ((core.decode(k), core.decode(v)) for k, v in os.environb.items())
-    env, raw = {}, _entries(data)
+    raw = _entries(data) if data is not None else _environ_without_proc()
+    env = {}
     for entry in raw:
         name, eq, value = entry.partition(b"=")
         key = core.decode(name)
@@ -314,8 +341,72 @@ def start_environ():
             env[key] = core.decode(value)
     if len(env) == len(raw):
         return Environ(env)
-    import ctypes  # noqa: F401  (loaded now: after setuidgid it may be unreadable)
+    try:
+        import ctypes  # noqa: F401  (loaded now: after setuidgid it may be unreadable)
+    except ImportError as e:  # no memory to map it (a tiny RLIMIT_AS), ...
+        raise core.Fail(core.EXIT_SYSTEM, "Cannot load ctypes, which passes on environment "
+                        f"entries without \"=\" or with an empty name: {e}") from None
     return Environ(env, raw)
+
+
+# Without /proc (a chroot, a mount namespace) --------------------------------------
+
+AT_EXECFN = 31  # getauxval(3): the name of the file exec'd
+_COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what Python's locale coercion sets LC_CTYPE to
+_exec_strings_read = []
+
+
+def _exec_strings():
+    """(argv, environment) as raw strings, read where exec(2) put them, or
+    None: for a system without /proc, whose cmdline and environ files read
+    this same memory. The kernel copies the argument strings and then the
+    environment strings, one after the other, to the top of the new stack,
+    followed by the name of the file exec'd: they run from argv[0]'s string
+    (glibc's program_invocation_name) to that name (AT_EXECFN in the
+    auxiliary vector). Used only if it checks out: every argument and
+    every variable Python saw (less the LC_CTYPE it may have set) are
+    there. ctypes is imported only on this path."""
+    if _exec_strings_read:
+        return _exec_strings_read[0]
+    _exec_strings_read.append(None)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        getauxval = libc.getauxval
+        getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+        end = getauxval(AT_EXECFN)
+        start = ctypes.c_void_p.in_dll(libc, "program_invocation_name").value
+        limit = max(os.sysconf("SC_ARG_MAX"), 1 << 21)  # they never take more
+    except (ImportError, OSError, AttributeError, ValueError):
+        return None
+    if not start or not end or not 0 < end - start <= limit:
+        return None
+    data = ctypes.string_at(start, end - start)
+    strings = data[:-1].split(b"\0") if data.endswith(b"\0") else []
+    argc = len(sys.orig_argv)
+    argv, environment = strings[:argc], strings[argc:]
+    if len(argv) != argc or any(os.fsencode(a) != b for a, b in zip(sys.orig_argv, argv)
+                                if a.isascii()):
+        return None
+    present = set(environment)
+    if any(k != b"LC_CTYPE" and k + b"=" + v not in present for k, v in os.environb.items()):
+        return None
+    _exec_strings_read[0] = argv, environment
+    return argv, environment
+
+
+def _environ_without_proc():
+    """The environment's entries as exec'd, without /proc/self/environ."""
+    found = _exec_strings()
+    if found is not None:
+        return found[1]
+    # Python's copy: exact but for entries without "=" and repeated names,
+    # which it drops, and the LC_CTYPE that its locale coercion may have set.
+    if not os.environ.get("LC_ALL") and os.environ.get("LC_CTYPE") in _COERCED:
+        raise core.Fail(core.EXIT_SYSTEM, "Cannot tell whether Python set LC_CTYPE "
+                        "(locale coercion): no /proc/self/environ to read the environment from.")
+    return [k + b"=" + v for k, v in os.environb.items()]
 
 
 def _entry(name, value):
@@ -409,6 +500,9 @@ def _execve(candidate, args, exec_env, environment):
 # execvp(3) goes on to the next PATH entry after these errors.
 _NEXT = {errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.ENODEV, errno.ETIMEDOUT}
 
+# glibc's execvp(3) passes over a PATH element this long or longer.
+PATH_MAX = 4096
+
 
 def _exec_env(environment):
     """ENVIRONMENT as os.execve takes it, or None where it cannot (an entry
@@ -445,22 +539,29 @@ def execute(argv, env):
     if not name:
         candidates = []
     elif "/" in name:
-        candidates = [args[0]]
+        candidates = [(args[0], None)]
     else:
         path = env.get("PATH", os.defpath)
-        candidates = [core.encode(d or ".") + b"/" + args[0] for d in path.split(":")]
+        candidates = [(d + b"/" + args[0], d) for d in
+                      (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
     exec_env = _exec_env(environment)
-    error, denied = errno.ENOENT, False
+    error, denied, unsearchable = errno.ENOENT, False, None
     _for_exec(True)
     try:
-        for candidate in candidates:
+        for candidate, directory in candidates:
             try:
-                if len(candidates) > 1:
+                if directory is not None:
                     # A name that is not there is passed over without an
                     # execve (with the caught signals at their defaults).
                     try:
                         os.stat(candidate)
                     except OSError as e:
+                        if e.errno == errno.EACCES:
+                            # stat needs only search permission on the way:
+                            # this directory of PATH cannot be searched.
+                            unsearchable = unsearchable or directory
+                            error = e.errno
+                            continue
                         if e.errno in _NEXT:
                             raise
                 _execve(candidate, args, exec_env, environment)
@@ -472,39 +573,32 @@ def execute(argv, env):
                     break
     finally:  # only reached when exec failed
         _for_exec(False)
+    raise _exec_failure(name, error, denied, unsearchable)
+
+
+def _exec_failure(name, error, denied, unsearchable):
+    """The Fail for an exec of NAME that did not happen: ERROR the errno of
+    the last try, DENIED whether a file was found that could not be run,
+    UNSEARCHABLE the first directory of PATH that could not be searched."""
+    if unsearchable is not None and not denied and error in (*_NEXT, errno.EACCES):
+        # As execvp(3): 126, for the program may be in there.
+        return core.Fail(core.EXIT_CANNOT_EXECUTE,
+                         f"{name}: Not found in the directories of PATH this user can "
+                         f"search; {core.decode(unsearchable)}: Permission denied")
     if denied and error in _NEXT:
         error = errno.EACCES
-    status = core.EXIT_NOT_FOUND if error in (errno.ENOENT, errno.ENOTDIR) else core.EXIT_CANNOT_EXECUTE
-    raise core.Fail(status, f"{name}: {os.strerror(error)}")
+    if error in (errno.ENOENT, errno.ENOTDIR):
+        message = f"{name}: {os.strerror(error)}"
+        if name.startswith("-"):
+            message += " (taken as the next program: options go before the operands)"
+        return core.Fail(core.EXIT_NOT_FOUND, message)
+    return core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name}: {os.strerror(error)}")
 
 
 # --- messages ---------------------------------------------------------------------
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(c):
-    code = ord(c)
-    if c in _ESCAPES:
-        return _ESCAPES[c]
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def _one_line(text):
-    """TEXT with control and unprintable characters escaped: a message
-    quotes user input (paths, names, numbers), and must stay one line.
-    Built-ins only: after setuidgid no codec may be loadable."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
 def _fatal(state, status, message):
-    text = f"{_one_line(state.prog)}: FATAL: {_one_line(message)}\n"
+    text = f"{core.one_line(state.prog)}: FATAL: {core.one_line(message)}\n"
     if status == core.EXIT_USAGE and state.usage:
         text += core.synopsis(state.usage) + "\n"
     core.write_out(sys.stderr, text)
@@ -512,7 +606,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((1869, 309036050419321516),
+UMBRELLA_PARSED = ((2418, 1930080260894960243),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

@@ -116,6 +116,25 @@ def user_entry(name):
         raise _not_found(name, "user") from None
 
 
+def is_uid(account):
+    """Whether ACCOUNT names a user by uid: decimal digits only (systemd)."""
+    return account.isascii() and account.isdigit()
+
+
+def account_entry(account):
+    """The password-database entry of ACCOUNT, a name or a numeric uid
+    (111 if there is none). As systemd's User= reads it: a word of decimal
+    digits only is a uid, anything else a name."""
+    if not is_uid(account):
+        return user_entry(account)
+    import pwd
+
+    try:
+        return pwd.getpwuid(int(account))  # ValueError beyond 4300 digits
+    except (KeyError, ValueError, OverflowError):
+        raise _not_found(account, "user") from None
+
+
 def group_id(name):
     """The gid of group NAME (111 if there is none)."""
     import grp
@@ -126,19 +145,76 @@ def group_id(name):
         raise _not_found(name, "group") from None
 
 
-def _not_found(name, what):
-    """The Fail for a lookup of NAME that found nothing. pwd and grp say
-    "not found" also when the database could not be read at all (they hide
-    the errno); the usual cause, no descriptor left to open it with (a
-    softlimit -o, a full table), shows when no descriptor can be opened
-    now either, and is reported as what it is."""
+def numeric_id(text, what):
+    """The id that TEXT writes in decimal (ASCII digits only, as id(1) and
+    the databases print ids), or None when TEXT is not such a number. WHAT
+    ("User" or "Group") names it in the message (111) for a number above
+    ID_MAX: 4294967295 is (uid_t)-1, which the set*id calls take as
+    "unchanged"."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text) if len(text) <= 40 else ID_MAX + 1
+    if value > ID_MAX:
+        raise Fail(EXIT_SYSTEM, f"{text}: {what} id out of range (must be 0 to {ID_MAX}).")
+    return value
+
+
+def account_of(text):
+    """(name, uid, gid) of the account TEXT: a user name, or else a user
+    id in decimal. A name in the password database wins over a number; a
+    number is looked up by id, and when no account has it the result is
+    (None, uid, None): the caller must get the group elsewhere. 111 for
+    an unknown name."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(text)
+    except (KeyError, ValueError):
+        uid = numeric_id(text, "User")
+        if uid is None:
+            raise _not_found(text, "user") from None
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            if (failed := _lookup_failed(text, "user")) is not None:
+                raise failed from None
+            return None, uid, None
+    return entry.pw_name, entry.pw_uid, entry.pw_gid
+
+
+def group_of(text):
+    """The gid of TEXT, a group name or else a group id in decimal (a name
+    in the group database wins over a number; a number needs no group of
+    that id). 111 for an unknown name or an empty one."""
+    import grp
+
+    try:
+        return grp.getgrnam(text).gr_gid
+    except (KeyError, ValueError):
+        gid = numeric_id(text, "Group")
+        if gid is None:
+            raise _not_found(text, "group") from None
+        return gid
+
+
+def _lookup_failed(name, what):
+    """pwd and grp say "not found" also when the database could not be
+    read at all (they hide the errno); the usual cause, no descriptor left
+    to open it with (a softlimit -o, a full table), shows when no
+    descriptor can be opened now either: then the Fail that says so, else
+    None."""
     import os
 
     try:
         os.close(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
         return system_error(f"{name}: Cannot look up the {what}", e)
-    return Fail(EXIT_SYSTEM, f"{name}: No such {what}.")
+    return None
+
+
+def _not_found(name, what):
+    """The Fail for a lookup of NAME that found nothing (see _lookup_failed)."""
+    return _lookup_failed(name, what) or Fail(EXIT_SYSTEM, f"{name}: No such {what}.")
 
 
 def variable_name(name):
@@ -171,8 +247,8 @@ def parse_number(text, what, maximum, minimum=0):
     if not digits or not all(c in allowed for c in digits):
         raise usage_error(f"{what}: {text}: Not a number.")
     # A bound on the length keeps int() away from huge inputs; anything
-    # this long is out of every range we use.
-    value = int(digits, base) if len(digits) <= 40 else maximum + 1
+    # this long (less leading zeros) is out of every range we use.
+    value = int(digits, base) if len(digits.lstrip("0")) <= 40 else maximum + 1
     if text[:1] == "-":
         value = -value
     if not minimum <= value <= maximum:
@@ -180,6 +256,25 @@ def parse_number(text, what, maximum, minimum=0):
             f"{what}: {text}: Out of range (must be {minimum} to {maximum})."
         )
     return value
+
+
+def parse_octal(text, what, noun, maximum):
+    """A mode or mask, TEXT, as parse_number() reads it, except that a bare
+    decimal number of 8 or more is refused: 22 or 666 was almost surely
+    meant as octal (chmod(1), umask(1)), and reading it as decimal would
+    quietly give 026 or 01232. The message spells the octal (0666) when
+    the digits allow it. NOUN names the value in the hint ("mask", "mode")."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    # 8 or more: two digits or more without a leading 0, or one 8 or 9
+    # (no int(): a 5000-digit number would exceed its conversion limit).
+    if (body and body[0] != "0" and all(c in "0123456789" for c in body)
+            and (len(body) > 1 or body in "89")):
+        # nosh would read 22 as decimal (0026), execline as octal (022).
+        hint = f" (0{body})" if all(c in "01234567" for c in body) else ""
+        raise usage_error(
+            f"{what}: {text}: Ambiguous decimal number; write the {noun} in octal with "
+            f"a leading 0{hint}.")
+    return parse_number(text, what, maximum)
 
 
 # --- the docopt adapter --------------------------------------------------------
@@ -312,7 +407,7 @@ class _Help(Exception):
     pass
 
 
-def parse_args(usage, argv, shown=None, frozen=None):
+def parse_args(usage, argv, shown=None, frozen=None, hint=None):
     """Parse ARGV (without the program name) against the docopt USAGE text
     (FROZEN: its parse as the command module stores it, see _compile).
 
@@ -321,18 +416,17 @@ def parse_args(usage, argv, shown=None, frozen=None):
     (default USAGE: the same text, perhaps naming the program as called)
     on stdout and stops the chain (status 0). A usage error raises Fail(100)
     with a one-line message; the driver prints the usage synopsis after it.
-    A usage that ends in <next-prog>... gets "Missing next program." when
-    that is all that is missing.
+    HINT, if given, is called with the operand words of a command line that
+    does not parse, and may return a better message (a command's own
+    advice). A usage that ends in <next-prog>... and would parse with one
+    more word gets "Missing next program", naming what each operand took.
     """
     import docopt as d
 
     try:
         args, complaint = _match(usage, argv, frozen)
         if args is None:
-            if ("<next-prog>..." in usage
-                    and _match(usage, argv + ["next-prog"], frozen)[0] is not None):
-                complaint = "Missing next program."
-            raise usage_error(complaint)
+            raise usage_error(_complaint(usage, argv, frozen, hint) or complaint)
     except _Help:
         print_out((shown or usage).strip("\n"))
         raise Done from None
@@ -340,6 +434,37 @@ def parse_args(usage, argv, shown=None, frozen=None):
         # parse_argv's own complaints: "--uid requires argument", ...
         raise usage_error(str(e).splitlines()[0].rstrip(".") + ".") from None
     return args
+
+
+def _complaint(usage, argv, frozen, hint):
+    """A better message than docopt's for ARGV, which does not parse, or None.
+
+    When one more word would make it parse, an operand may be missing as
+    well as the next program: "listen-tcp 8090 prog" read 8090 as the host
+    and prog as the service. Say which word each operand took."""
+    import docopt as d
+
+    _, options, cut, _, _ = _compile(usage, frozen)
+    if hint is not None:
+        _, first = _leading_options(d, options, argv)
+        words = argv[first:]
+        if cut is not None and cut[0] and words[:1] == ["--"]:
+            words = words[1:]
+        message = hint(words)
+        if message:
+            return message
+    if "<next-prog>..." not in usage:
+        return None
+    more = _match(usage, argv + ["next-prog"], frozen)[0]
+    if more is None:
+        return None
+    names = [k for k in more if k[:1] == "<" and k != "<next-prog>"]
+    if not names:
+        return "Missing next program."
+    shown = [name.strip("<>").upper() for name in names]
+    got = [f"{n}={one_line(more[k])}" for n, k in zip(shown[:-1], names)]
+    got.append(f"{'and ' if got else ''}{one_line(more[names[-1]])} as {shown[-1]}")
+    return f"Missing next program, or operand {shown[-1]} (got {', '.join(got)})."
 
 
 def synopsis(usage):
@@ -352,6 +477,93 @@ def synopsis(usage):
     return "\n".join(lines)
 
 
+def read_regular(path, what, dir_fd=None, limit=None, missing_ok=False, first_line=False):
+    """The bytes of regular file PATH (text or bytes, relative to DIR_FD if
+    given; symbolic links followed); WHAT names it in messages (111).
+
+    The type is checked before the open, so a FIFO or a device is never
+    opened (opening one can block or act), and again on the open file.
+    More than LIMIT bytes is an error, found without reading them. With
+    MISSING_OK, a file that does not exist (ENOENT, ENOTDIR) gives None.
+    With FIRST_LINE, reading stops at the end of the chunk that holds the
+    first newline (a file of gigabytes costs no more than its first line).
+    """
+    import errno
+    import os
+
+    where = encode(path) if isinstance(path, str) else path
+    try:
+        _regular(os.stat(where, dir_fd=dir_fd), what)
+        fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
+                     dir_fd=dir_fd)
+    except (OSError, ValueError) as e:
+        # (A path with a NUL, which only an in-process caller can give,
+        # names no file either: see system_error.)
+        if missing_ok and getattr(e, "errno", errno.ENOENT) in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise system_error(what, e) from None
+    try:
+        st = os.fstat(fd)
+        _regular(st, what)
+        chunks, size = [], 0
+        if limit is None or st.st_size <= limit:
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    break
+                if first_line and b"\n" in chunk:
+                    break
+        if limit is not None and max(size, st.st_size) > limit:
+            raise Fail(EXIT_SYSTEM, f"{what}: File too large (more than {limit} bytes)")
+        return b"".join(chunks)
+    except OSError as e:
+        raise system_error(what, e) from None
+    finally:
+        os.close(fd)
+
+
+def _regular(st, what):
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise Fail(EXIT_SYSTEM, f"{what}: Is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise Fail(EXIT_SYSTEM, f"{what}: Not a regular file")
+
+
+# --- messages --------------------------------------------------------------------
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(c):
+    code = ord(c)
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def one_line(text):
+    """TEXT with control and unprintable characters escaped: a message
+    quotes user input (paths, names, numbers), and must stay one line.
+    Built-ins only: after setuidgid no codec may be loadable."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def warn(prog, message):
+    """One line "PROG: WARNING: message" on stderr; the chain goes on."""
+    import sys
+
+    write_out(sys.stderr, f"{one_line(prog)}: WARNING: {one_line(message)}\n")
+
+
 def print_out(text):
     import sys
 
@@ -360,14 +572,30 @@ def print_out(text):
 
 def write_out(stream, text):
     """Write TEXT to STREAM (sys.stdout or sys.stderr) as the bytes it came
-    from: through the stream's binary buffer, never its codec (which would
-    change the bytes of a path in a legacy locale, and may need a codec
-    module that setuidgid's new user cannot read)."""
+    from: with write(2) on the stream's descriptor, never through its codec
+    (which would change the bytes of a path in a legacy locale, and may need
+    a codec module that setuidgid's new user cannot read) nor its buffer. A
+    write that fails (a full disk, a pipe whose reader is gone, a descriptor
+    a link closed) is given up: left in a buffer, it would fail again when
+    Python flushes at exit, which prints "Exception ignored" and turns the
+    documented exit status into 120."""
     if stream is None:  # started with that descriptor closed
         return
+    import os
+
+    data = encode(text)
     try:
-        stream.flush()
-        stream.buffer.write(encode(text))
-        stream.buffer.flush()
-    except (OSError, ValueError, AttributeError):
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # not a file (a test's capture)
+        try:
+            stream.flush()
+            stream.buffer.write(data)
+            stream.buffer.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        return
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
         pass

@@ -117,7 +117,7 @@ TARGET_LINKS_RSS_MIB = 2.0  # links1000 - chain3
 
 # What chain3 imports beyond the interpreter's start-up set and chainload's
 # own modules (checked at every run, see floor_check).
-FLOOR_IMPORTS = "docopt, _socket, pwd, errno"
+FLOOR_IMPORTS = "docopt, _socket, pwd, errno, fcntl"
 # chainload.chain.main() turns the cyclic collector off before its imports.
 FLOOR_PRELUDE = "import gc; gc.disable(); "
 
@@ -272,7 +272,10 @@ def make_install(prefix):
         return None
     print(f"installing into {prefix} (make install) ...", flush=True)
     try:
-        proc = subprocess.run([make, "-C", str(ROOT), "install", f"PREFIX={prefix}"],
+        # The venv's own interpreter, as the other cases use, even where
+        # only root can run it (ROOT_ONLY=1): the same Python on both sides.
+        proc = subprocess.run([make, "-C", str(ROOT), "install", f"PREFIX={prefix}",
+                               f"PYTHON={sys.executable}", "ROOT_ONLY=1"],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=900)
     except (OSError, subprocess.SubprocessError) as e:

@@ -157,6 +157,21 @@ def run(argv, *, env=None, pass_fds=(), cwd=None, timeout=30, user=None, out=Non
     return Result(proc, report)
 
 
+def build_locales(top, table):
+    """Build the locales of TABLE ({name: (localedef -i, -f)}) into the
+    directory TOP with localedef(1), and return TOP for LOCPATH; skip,
+    saying why, where that cannot be done."""
+    if shutil.which("localedef") is None:
+        pytest.skip("localedef is not installed (Debian: libc-bin)")
+    for name, (source, charmap) in table.items():
+        proc = subprocess.run(["localedef", "-i", source, "-f", charmap, str(top / name)],
+                              capture_output=True, text=True)
+        if not (top / name).is_dir():
+            pytest.skip(f"cannot build {name} with localedef (Debian package locales "
+                        f"has the sources): {proc.stderr.strip()[-200:]}")
+    return str(top)
+
+
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
 

@@ -57,7 +57,21 @@ def describe(fd):
             info["target"] = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             pass
+    info.update(open_flags(fd))
     return info
+
+
+def open_flags(fd):
+    """The file status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) and offset
+    of FD, from /proc/self/fdinfo (issue 19: fdredir)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return {}
+    flags = int(fields["flags"], 8)
+    return {"flags": flags, "access": ("r", "w", "rw", "?")[flags & os.O_ACCMODE],
+            "append": bool(flags & os.O_APPEND), "pos": int(fields["pos"])}
 
 
 # --- the listener family (issue 11): options and libsystemd's view ------------------
@@ -126,7 +140,8 @@ REPORTS = []  # more reports, each a function returning a dict for the JSON
 # --- process state (issue 12): umask, cwd, limits, session, raw environment ---
 
 RLIMITS = ("AS", "CORE", "CPU", "DATA", "FSIZE", "MEMLOCK", "NOFILE", "NPROC",
-           "RSS", "STACK")
+           "RSS", "STACK", "RTPRIO", "RTTIME", "SIGPENDING", "MSGQUEUE", "NICE", "LOCKS")
+RLIMIT_LOCKS = 10  # Linux's number; Python's resource module has no name for it
 
 
 def process_state():
@@ -139,7 +154,8 @@ def process_state():
     return {
         "umask": umask,
         "cwd_hex": os.getcwdb().hex(),
-        "rlimits": {name: list(resource.getrlimit(getattr(resource, "RLIMIT_" + name)))
+        "rlimits": {name: list(resource.getrlimit(getattr(resource, "RLIMIT_" + name,
+                                                          RLIMIT_LOCKS)))
                     for name in RLIMITS},  # -1 is RLIM_INFINITY
         "sid": os.getsid(0),
         "pgid": os.getpgrp(),

@@ -188,12 +188,13 @@ def test_umbrella_without_command():
 
 
 def test_missing_next_program():
-    fatal(go(["fdmove", "1", "2"]), 100, "fdmove: FATAL: Missing next program.")
+    fatal(go(["fdmove", "1", "2"]), 100,
+          "fdmove: FATAL: Missing next program, or operand FROM (got TO=1, and 2 as FROM).")
 
 
 def test_missing_next_program_later_in_chain():
     fatal(go(["chainload", "fdmove", "-c", "5", "1", "fdmove", "-c", "6", "1"]), 100,
-          "fdmove: FATAL: Missing next program.")
+          "fdmove: FATAL: Missing next program, or operand FROM (got TO=6, and 1 as FROM).")
 
 
 def test_bad_option_names_it_and_the_command():
@@ -232,7 +233,8 @@ def test_empty_next_program_name():
 def test_prog_is_the_command_as_invoked_through_a_symlink(tmp_path):
     link = tmp_path / "fdmove"
     link.symlink_to(command("chainload"))
-    fatal(go([str(link), "1", "2"]), 100, "fdmove: FATAL: Missing next program.")
+    fatal(go([str(link), "1", "2"]), 100,
+          "fdmove: FATAL: Missing next program, or operand FROM (got TO=1, and 2 as FROM).")
 
 
 # --- PATH ---------------------------------------------------------------------

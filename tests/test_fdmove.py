@@ -182,4 +182,5 @@ def test_missing_operands():
         result = go(argv)
         assert result.returncode == 100
         assert result.stderr.splitlines()[0] == "fdmove: FATAL: Missing operand."
-    usage_error(go(["fdmove", "1", "2"]), "fdmove: FATAL: Missing next program.")
+    usage_error(go(["fdmove", "1", "2"]),
+                "fdmove: FATAL: Missing next program, or operand FROM (got TO=1, and 2 as FROM).")

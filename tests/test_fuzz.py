@@ -155,7 +155,11 @@ a_number = st.one_of(st.sampled_from(NUMBERS), odd_text)
 STATE_OPERANDS = {"envdir": (a_path,), "chdir": (a_path,), "cd": (a_path,),
                   "umask": (a_number,), "setenv": (odd_text, odd_text),
                   "unsetenv": (odd_text,), "softlimit": (), "chainload-setsid": (),
-                  "setsid": ()}
+                  "setsid": (), "envfile": (a_path,), "substitute": (), "clearenv": (),
+                  "hardlimit": (), "install-dir": (a_path,)}
+# Commands that may make or change files in the example's directory (only
+# what their operands name; see check()).
+MAKERS = ("install-dir", "fdredir")
 small_fd = st.sampled_from(["0", "1", "2", "3", "4", "5", "9", "63", "64"])
 
 
@@ -190,11 +194,15 @@ def _not_a_small_number(text):
 
 
 def values_for(command):
-    if command == "softlimit":
+    if command in ("softlimit", "hardlimit"):
         return st.one_of(st.sampled_from(["=", "==", "", "1k", "-1", "0x", "unlimited",
                                           "9223372036854775807", "9223372036854775808",
                                           "0x7fffffffffffffff", "99999999999"]),
                          odd_text.filter(_not_a_small_number))
+    if command == "install-dir":
+        return st.one_of(odd_text, st.sampled_from(["0700", "0755", "755", "02775", "07777",
+                                                    "010000", "0x1ff", "nobody", "root",
+                                                    "nogroup", "0", "65534", "4294967295"]))
     if command in LISTENERS:
         return st.one_of(odd_text, st.sampled_from(["0", "0600", "0660", "0666", "04755",
                                                     "65534", "nobody", "nogroup", "root",
@@ -213,6 +221,11 @@ def link(draw, command, depth):
     elif command == "fdmove":
         number = st.one_of(small_fd, st.sampled_from(NUMBERS), odd_text)
         operands = [draw(number), draw(number)]
+    elif command == "adopt-socket":
+        operands = [draw(st.one_of(small_fd, st.sampled_from(NUMBERS), odd_text))]
+    elif command == "fdredir":
+        operands = [draw(st.one_of(small_fd, st.sampled_from(NUMBERS), odd_text)),
+                    draw(st.one_of(a_path, st.sampled_from(["out", "dir/out", "new.log"])))]
     elif command in STATE_OPERANDS:
         operands = [draw(kind) for kind in STATE_OPERANDS[command]]
     else:
@@ -292,6 +305,60 @@ def fake_execve(path, args, env):
     raise _Exec([a.decode("utf-8", "surrogateescape") for a in args])
 
 
+def sandbox(inside):
+    """install-dir and fdredir may make, open for writing, chmod and chown
+    only inside the example's directory (a fuzzed "/" or "/x" must not
+    touch the machine); an open that would wait for a FIFO's other end
+    fails as if a signal interrupted it."""
+    import errno
+
+    def within(path):
+        real = os.path.realpath(path)
+        return real == inside or real.startswith(inside + "/")
+
+    def full(path, dir_fd):
+        path = os.fsdecode(path)
+        if dir_fd is None:
+            return os.path.abspath(path)
+        return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+
+    def refuse():
+        raise PermissionError(errno.EACCES, "Permission denied (fuzz sandbox)")
+
+    real_open, real_mkdir = os.open, os.mkdir
+    real_fchmod, real_fchown = os.fchmod, os.fchown
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
+
+    def open_inside(path, flags, mode=0o777, *, dir_fd=None):
+        if isinstance(path, (str, bytes)) and "\0" not in os.fsdecode(path):
+            where = full(path, dir_fd)
+            if flags & writes and not within(where):
+                refuse()
+            if not flags & os.O_NONBLOCK:
+                try:
+                    fifo = stat.S_ISFIFO(os.stat(where).st_mode)
+                except OSError:
+                    fifo = False
+                if fifo:
+                    raise InterruptedError(errno.EINTR, "Interrupted system call")
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    def mkdir_inside(path, mode=0o777, *, dir_fd=None):
+        if not within(os.path.dirname(full(path, dir_fd).rstrip("/")) or "/"):
+            refuse()
+        return real_mkdir(path, mode, dir_fd=dir_fd)
+
+    def descriptor_inside(change):
+        def changed(fd, *args):
+            if not within(os.readlink(f"/proc/self/fd/{fd}")):
+                refuse()
+            return change(fd, *args)
+        return changed
+
+    os.open, os.mkdir = open_inside, mkdir_inside
+    os.fchmod, os.fchown = descriptor_inside(real_fchmod), descriptor_inside(real_fchown)
+
+
 def child(argv, env, workdir, result_fd, streams, capture):
     """Run main(ARGV) in this (forked) process; report JSON on RESULT_FD.
 
@@ -318,6 +385,7 @@ def child(argv, env, workdir, result_fd, streams, capture):
                 raise PermissionError(13, "Permission denied")
 
         os.chdir = chdir_inside
+        sandbox(inside)
         os.umask(0o022)
         os.environ.clear()
         os.environ.update({k: (str(os.getpid()) if v == "self" else v.replace(T, workdir))
@@ -339,6 +407,10 @@ def child(argv, env, workdir, result_fd, streams, capture):
             sys.stdout = None
         elif streams == "stderr-closed":
             sys.stderr = None
+        # A socket on fd 9 (a small_fd), for adopt-socket to take.
+        held = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        os.dup2(held.fileno(), 9)
+        held.close()
         os.execve = fake_execve
         try:
             status = chainload.chain.main(argv)
@@ -417,29 +489,56 @@ def check(argv, report, before, after, outside_before, outside_after, workdir, s
     assert "harness" not in report, where
     assert "escaped" not in report, where
     stderr, stdout = report["stderr"], report["stdout"]
+    # envfile warns, one line each, about lines of a file it skips.
+    warnings = [ln for ln in stderr.splitlines(True) if ln.startswith("envfile: WARNING: ")]
+    assert all(ln.endswith("\n") and not CONTROLS.search(ln[:-1]) for ln in warnings), where
+    stderr = "".join(ln for ln in stderr.splitlines(True) if ln not in warnings)
     assert "Traceback" not in stderr, where
     assert "Internal error" not in stderr, where
     assert outside_after == outside_before, where
 
     # Everything that was there is still there, unchanged; a stale socket
-    # may be replaced by a new one, and only sockets may appear.
+    # may be replaced by a new one, and only sockets may appear. With
+    # install-dir or fdredir in the chain, what a word of the command line
+    # names may change (mode, owner, contents; never its type), and
+    # directories and files may appear, but only if the chain reached its
+    # exec (a failure removes what it made) or dropped privileges with
+    # setuidgid (after which removing may not be permitted).
     def is_socket(entry):
         return entry[0].startswith("s")  # stat.filemode
 
+    makes = any(w in MAKERS for w in [os.path.basename(argv[0]).removesuffix(".py"), *argv])
+    named = set()
+    if makes:
+        for word in argv[1:]:
+            try:
+                real = os.path.realpath(os.path.join(workdir, word))
+            except ValueError:  # a NUL
+                continue
+            if real == workdir or real.startswith(workdir + "/"):
+                named.add(os.path.relpath(real, workdir))
     for name, entry in before.items():
-        assert name in after, where
         if is_socket(entry):
-            assert is_socket(after[name]), where
+            # A stale socket may be replaced, and the replacement removed
+            # again when the chain then fails.
+            assert name not in after or is_socket(after[name]), where
+            continue
+        assert name in after, where
+        if name in named:
+            assert after[name][0][0] == entry[0][0], where
         else:
             assert after[name] == entry, where
     new = set(after) - set(before)
+    kinds = "s-d" if makes and ("exec" in report or "setuidgid" in argv) else "s"
     for name in new:
-        assert is_socket(after[name]), where
+        assert after[name][0][0] in kinds, where
 
     if "exec" in report:
         assert stderr == "", where
         executed = report["exec"]
-        assert executed and argv[-len(executed):] == executed, where
+        assert executed, where
+        if "substitute" not in argv:  # which changes the words after it
+            assert argv[-len(executed):] == executed, where
         return
     status = report["status"]
     if status == 0:
@@ -502,8 +601,15 @@ class Workspace:
         except BaseException:
             self.reset()
             raise
+        changed = [name for name, entry in after.items()
+                   if not entry[0].startswith("s") and self.before.get(name) != entry]
+        if changed:  # install-dir or fdredir made or changed something
+            self.reset()
+            return
         for name in set(after) - set(self.before):  # new sockets
             os.unlink(os.path.join(workdir, name))
+        if set(self.before) - set(after):  # the stale socket went
+            self.reset()
 
     def reset(self):
         """Start again from a freshly populated directory (after a failure)."""
@@ -552,7 +658,9 @@ def _preimport():
 
 @pytest.mark.parametrize("command", ["chainload", "local-seqpacket-socket-listen",
                                      "local-stream-socket-listen", "local-datagram-socket-listen",
-                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit"])
+                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit",
+                                     "adopt-socket", "envfile", "substitute", "clearenv",
+                                     "userenv", "install-dir", "fdredir", "hardlimit"])
 def test_fuzz_command_line(command, space):
     @FUZZ
     @given(argv=command_line(command), env=environments,
@@ -583,6 +691,26 @@ def test_fuzz_command_line(command, space):
     ["chdir", "..", "listen-seqpacket", "sock", "true"],  # the sandbox refuses: 111
     ["envdir", "/dev", "true"],
     ["chainload", "setsid", "softlimit", "-o", "=", "umask", "077", "true"],
+    ["envfile", "file", "true"],  # a warning, then the exec
+    ["envfile", "fifo", "true"],  # refused, never opened
+    ["envfile", "--ignore-missing", "nodir/x", "true"],
+    ["substitute", "$NO_SUCH_VARIABLE_CHAINLOAD"],
+    ["chainload", "setenv", "P", "tr${X}ue", "substitute", "${P}"],
+    ["clearenv", "-p", "true"],
+    ["userenv", "nobody", "true"],
+    ["userenv", "no-such-user-chainload", "true"],
+    ["install-dir", "-m", "0700", "new/deeper", "true"],
+    ["install-dir", "new/deeper", "no-such-program-chainload"],
+    ["install-dir", "-m", "0700", "/", "true"],  # the sandbox refuses: 111
+    ["install-dir", "--if-missing", "/", "true"],
+    ["install-dir", "link", "true"],
+    ["fdredir", "-w", "1", "out", "true"],
+    ["fdredir", "-w", "1", "file", "true"],
+    ["fdredir", "-w", "1", "/nonexistent-chainload/x", "true"],
+    ["fdredir", "0", "fifo", "true"],  # would wait: the sandbox interrupts it
+    ["fdredir", "-n", "0", "fifo", "true"],
+    ["fdredir", "-a", "1", "new.log", "no-such-program-chainload"],
+    ["hardlimit", "-o", "=", "-c", "unlimited", "true"],
 ])
 def test_harness_sees_each_outcome(argv):
     """The harness itself: exec, each status and the file checks all work."""

@@ -16,6 +16,7 @@ package index, or pip's cache, for pip and docopt-ng), then:
 """
 
 import filecmp
+import json
 import os
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ import pytest
 
 from chainload import chain
 
-from conftest import root_only, run
+from conftest import _probe_python, _public_dir, command, root_only, run
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN = ROOT / "man"
@@ -43,15 +44,29 @@ def make(*args, timeout=900):
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
+# Why the install of this module could not be one every user can run, if so.
+NOT_FOR_EVERY_USER = []
+
+
 @pytest.fixture(scope="module")
-def prefix(tmp_path_factory):
-    """A fresh `make install` (made once for this module)."""
-    base = tmp_path_factory.mktemp("install")
-    os.chmod(base, 0o755)  # nobody runs the installed chain in a test below
+def prefix():
+    """A fresh `make install` (made once for this module), where every user
+    can reach it (nobody runs the installed chain in tests below). As root,
+    make picks the interpreter as for a user (one every user can run);
+    where it finds none, the install is made with ROOT_ONLY=1 and the tests
+    that need every user to run it skip."""
+    base = _public_dir("chainload-install-", 0o755)
     prefix = base / "prefix"
-    proc = make("install", f"PREFIX={prefix}", f"PYTHON={sys.executable}")
+    args = ["install", f"PREFIX={prefix}"]
+    if os.geteuid() != 0:
+        args.append(f"PYTHON={sys.executable}")
+    proc = make(*args)
+    if proc.returncode != 0 and os.geteuid() == 0 and "PYTHON=" in proc.stderr:
+        NOT_FOR_EVERY_USER.append(proc.stderr.strip().splitlines()[0])
+        proc = make(*args, f"PYTHON={sys.executable}", "ROOT_ONLY=1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return prefix
+    yield prefix
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def table_names():
@@ -67,7 +82,8 @@ def test_the_launcher_runs_python_in_isolated_mode(prefix):
     launcher = libdir / "bin" / "chainload"
     first = launcher.read_text().splitlines()[0]
     # One argument after the interpreter: the kernel passes "-I -S" as one.
-    assert first == f"#!{libdir}/bin/python -I", first
+    # -I and -X utf8 (see test_boundary.py: Python starts in every locale).
+    assert first == f"#!{libdir}/bin/python -IXutf8", first
     assert os.access(launcher, os.X_OK)
     assert os.readlink(prefix / "bin" / "chainload") == "../lib/chainload/bin/chainload"
     assert (prefix / "bin" / "chainload").resolve() == launcher.resolve()
@@ -95,7 +111,8 @@ def test_no_installed_name_shadows_a_system_program_or_page(prefix):
     shared = set(next(line.split(":=", 1)[1] for line in
                       make("-s", "-p", "-n", "clean").stdout.splitlines()
                       if line.startswith("CLASH :=")).split())
-    assert {"envdir", "softlimit", "fdmove", "setuidgid", "umask"} <= shared
+    assert {"envdir", "softlimit", "fdmove", "setuidgid", "umask", "fdredir",
+            "hardlimit"} <= shared  # fdredir and hardlimit: nosh's
     for p in (prefix / "bin").iterdir():
         if p.name in shared:
             continue
@@ -138,8 +155,8 @@ def load_install_tool():
 
 def test_installed_names_and_skip():
     """The Makefile's rule: the table's names but the in-chain-only ones,
-    less SKIP (NO_CLASH=1 skips the names daemontools, execline, runit and
-    s6 also install)."""
+    less SKIP (NO_CLASH=1 skips the names daemontools, execline, runit,
+    s6 and nosh also install)."""
     tool = load_install_tool()
     assert tool.installed_names() == table_names()
     assert tool.installed_names(["chdir", "setenv"]) == [
@@ -147,7 +164,7 @@ def test_installed_names_and_skip():
     dry = make("-s", "-n", "install", "PREFIX=/nonexistent/prefix", "NO_CLASH=1").stdout
     line = next(ln for ln in dry.splitlines() if "tools/install.py" in ln)
     assert line.split(" man ", 1)[1].split() == ["fdmove", "setuidgid", "envdir",
-                                                 "softlimit", "umask"]
+                                                 "softlimit", "umask", "fdredir", "hardlimit"]
 
 
 # --- what runs --------------------------------------------------------------------
@@ -308,3 +325,160 @@ def test_the_tests_import_the_installed_package():
                          cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
     assert Path(out).resolve().is_relative_to(site), out
 
+
+
+# The launcher's -X utf8: Python starts where it has no codec for the locale's
+# charset (issue 22 item 16); the chain passes the bytes on unchanged there.
+from test_boundary import (NO_CODEC, check_passes_bytes_in,  # noqa: E402
+                           no_codec_environment, no_codec_locales)  # noqa: F401 (a fixture)
+
+
+@pytest.mark.parametrize("name", NO_CODEC)
+def test_the_launcher_starts_where_python_has_no_codec(prefix, no_codec_locales, name):
+    env = no_codec_environment(no_codec_locales, name)
+    check_passes_bytes_in(bytes(prefix / "bin" / "chainload"), env)
+    check_passes_bytes_in(bytes(prefix / "bin" / "fdmove"), env)
+
+
+# --- who can run the install, and with which Python (issue 22, items 7, 8, 10) ------
+
+def needs_every_user():
+    if NOT_FOR_EVERY_USER:
+        pytest.skip(f"no interpreter every user can run here: {NOT_FOR_EVERY_USER[0]}")
+
+
+def private_python(tmp_path):
+    """An interpreter root can run and nobody cannot: this one's base, by a
+    symlink in a 0700 directory (as root's pyenv build under /root)."""
+    real = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "python3").symlink_to(real)
+    return private / "python3"
+
+
+@root_only
+def test_every_user_can_run_a_root_install(prefix, probe):
+    """`make install` as root, without PYTHON=: another user's chain runs
+    (0.2 took root's pyenv python under the 0700 /root: Permission denied)."""
+    needs_every_user()
+    nobody = __import__("pwd").getpwnam("nobody").pw_uid
+    result = run([str(prefix / "bin" / "fdmove"), "-c", "5", "1", *probe], user="nobody",
+                 cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert result.report["resuid"] == [nobody] * 3
+    assert "5" in result.report["fds"]
+
+
+@root_only
+def test_root_install_refuses_an_interpreter_others_cannot_run(tmp_path):
+    python = private_python(tmp_path)
+    target = tmp_path / "prefix"
+    proc = make("install", f"PREFIX={target}", f"PYTHON={python}", timeout=120)
+    assert proc.returncode != 0
+    line = proc.stderr.splitlines()[0]
+    assert line.startswith("make install: "), proc.stderr
+    for words in (str(python), "nobody", "Permission denied", "PYTHON=", "ROOT_ONLY=1"):
+        assert words in line, (words, line)
+    assert not target.exists()  # nothing was made
+
+
+@root_only
+def test_install_venv_keeps_or_remakes_by_who_can_run_it(prefix, tmp_path):
+    """tools/install_venv.sh on an earlier install whose interpreter nobody
+    can run (a copy of this module's install, pointed at a private one):
+    ROOT_ONLY=1 keeps it; without, it is made again with the first
+    candidate every user can run, which is then kept."""
+    libdir = tmp_path / "lib"
+    shutil.copytree(prefix / "lib" / "chainload", libdir, symlinks=True)
+    private = private_python(tmp_path)
+    cfg = libdir / "pyvenv.cfg"
+    cfg.write_text("".join(f"home = {private.parent}\n" if ln.startswith("home =") else ln
+                           for ln in cfg.read_text().splitlines(keepends=True)))
+    for name in ("python3", f"python3.{sys.version_info.minor}"):
+        (libdir / "bin" / name).unlink(missing_ok=True)
+    (libdir / "bin" / "python3").symlink_to(private)
+    script = ["sh", str(ROOT / "tools" / "install_venv.sh"), str(libdir)]
+
+    def install(root_only, *pythons):
+        return subprocess.run([*script, root_only, *map(str, pythons)], capture_output=True,
+                              text=True, timeout=300)
+
+    public = _probe_python()
+    (libdir / "marker").touch()
+    proc = install("1", private, public)
+    assert proc.returncode == 0, proc.stderr
+    assert (libdir / "marker").exists()  # ROOT_ONLY=1: kept as it is
+    proc = install("", private, public)
+    if proc.returncode != 0:
+        assert "PYTHON=" in proc.stderr, proc.stderr
+        pytest.skip(f"no interpreter every user can run here: {proc.stderr.strip()}")
+    assert not (libdir / "marker").exists()  # made again
+    base = subprocess.run([public, "-I", "-c", "import sys; print(sys._base_executable)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert os.readlink(libdir / "bin" / "python3") == base
+    (libdir / "marker").touch()
+    proc = install("", private, public)
+    assert proc.returncode == 0, proc.stderr
+    assert (libdir / "marker").exists()  # every user can run it: kept
+
+
+def test_python_daemons_run_with_the_installs_interpreter(prefix):
+    """Item 8: the README names PREFIX/lib/chainload/bin/python for Python
+    daemons after `make install`, and that interpreter imports
+    chainload.activation from the install (as nobody too, after setuidgid,
+    when run as root)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "`PREFIX/lib/chainload/bin/python`" in readme
+    assert "`/usr/bin/python3` cannot import `chainload.activation`" in readme
+    python = prefix / "lib" / "chainload" / "bin" / "python"
+    work = _public_dir("chainload-daemon-", 0o1777)
+    try:
+        daemon = work / "daemon.py"
+        daemon.write_text("import json, os\n"
+                          "from chainload import activation\n"
+                          "print(json.dumps({'file': activation.__file__, 'uid': os.getuid(),\n"
+                          "    'fds': [s.fileno() for s in activation.listen_sockets()]}))\n")
+        os.chmod(daemon, 0o644)
+        drop = []
+        if os.geteuid() == 0 and not NOT_FOR_EVERY_USER:
+            drop = ["setuidgid", "nobody"]
+        proc = subprocess.run([str(prefix / "bin" / "listen-stream"), "--systemd-compatibility",
+                               str(work / "app.sock"), *drop, str(python), str(daemon)],
+                              cwd="/", capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert Path(report["file"]).is_relative_to(prefix / "lib" / "chainload"), report
+        assert report["fds"] == [3]
+        if drop:
+            assert report["uid"] == __import__("pwd").getpwnam("nobody").pw_uid
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        check = subprocess.run([str(system), "-I", "-c", "import chainload.activation"],
+                               cwd="/", capture_output=True, text=True, timeout=30)
+        if check.returncode == 0:
+            pytest.skip("this system's /usr/bin/python3 has chainload installed")
+        assert "No module named 'chainload'" in check.stderr
+
+
+def test_no_clash_leaves_out_the_pages_of_the_names_it_leaves_out(prefix, tmp_path):
+    """Item 10: with NO_CLASH=1 (or SKIP) a name left out of PREFIX/bin has
+    no page either; run on a copy of the install's venv, with the words
+    `make install NO_CLASH=1` gives tools/install.py."""
+    dry = make("-s", "-n", "install", "PREFIX=/nonexistent/prefix", "NO_CLASH=1").stdout
+    line = next(ln for ln in dry.splitlines() if "tools/install.py" in ln)
+    skip = line.split(" man ", 1)[1].split()
+    assert "setuidgid" in skip
+    other = tmp_path / "other"
+    shutil.copytree(prefix / "lib", other / "lib", symlinks=True)
+    proc = subprocess.run([str(other / "lib" / "chainload" / "bin" / "python"), "-I",
+                           str(ROOT / "tools" / "install.py"), str(other), str(MAN), *skip],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    kept = [n for n in table_names() if n not in skip]
+    assert sorted(p.name for p in (other / "bin").iterdir()) == sorted(["chainload", *kept])
+    pages = sorted(p.name for p in (other / "share" / "man" / "man1").iterdir())
+    assert pages == sorted(f"{name}.1" for name in ["chainload", *kept]), pages

@@ -8,11 +8,13 @@ mode, owner, mtime and ctime, to show that nothing was created, changed or
 removed.
 """
 
+import fcntl
 import grp
 import json
 import os
 import pwd
 import secrets
+import shutil
 import socket
 import stat
 import subprocess
@@ -236,12 +238,20 @@ def test_three_systemd_listeners_stack(tmp_path, probe):
     assert env.get("LISTEN_PIDFDID") != "12345"
 
 
-def test_systemd_without_names_sets_no_fdnames(tmp_path, probe):
+def test_systemd_without_names_sets_unknown_for_each(tmp_path, probe):
+    """Issue 22 item 11: LISTEN_FDNAMES is always set with --systemd-compatibility,
+    one name per descriptor, "unknown" where no --fd-name was given (what
+    sd_listen_fds_with_names(3) reports without names; Twisted's systemd:
+    endpoints see no descriptor at all without the variable)."""
     rep = listen("--systemd-compatibility", str(tmp_path / "a"),
                  LISTEN, "--systemd-compatibility", str(tmp_path / "b"), probe=probe)
     assert rep["env"]["LISTEN_FDS"] == "2"
-    assert "LISTEN_FDNAMES" not in rep["env"]
-    assert set(rep["env"]) <= {"LISTEN_FDS", "LISTEN_PID", "LISTEN_PIDFDID"}
+    assert rep["env"]["LISTEN_FDNAMES"] == "unknown:unknown"
+    assert set(rep["env"]) <= {"LISTEN_FDS", "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDNAMES"}
+    rep = listen("--systemd-compatibility", str(tmp_path / "a"),
+                 LISTEN, "--systemd-compatibility", "--fd-name", "b", str(tmp_path / "b"),
+                 LISTEN, "--systemd-compatibility", str(tmp_path / "c"), probe=probe)
+    assert rep["env"]["LISTEN_FDNAMES"] == "unknown:b:unknown"
 
 
 @pytest.mark.parametrize("stale_pid", ["1", "", "x", "0"])
@@ -252,7 +262,7 @@ def test_stale_listen_pid_resets_the_count(tmp_path, probe, stale_pid):
     assert_listener(sock(rep, 3), path)
     assert rep["env"]["LISTEN_FDS"] == "1"
     assert rep["env"]["LISTEN_PID"] == str(rep["pid"])
-    assert "LISTEN_FDNAMES" not in rep["env"]
+    assert rep["env"]["LISTEN_FDNAMES"] == "unknown"  # the stale names are gone
     rep = listen("--systemd-compatibility", "--fd-name", "new", path, probe=probe, env=env)
     assert rep["env"]["LISTEN_FDNAMES"] == "new"
 
@@ -295,7 +305,7 @@ def test_upstart_as_second_systemd_listener(tmp_path, probe):
 # --- mode, owner, socket options, backlog ----------------------------------------------
 
 @pytest.mark.parametrize("text, mode", [
-    ("0600", 0o600), ("0x1b6", 0o666), ("420", 0o644), ("0", 0), ("0777", 0o777),
+    ("0600", 0o600), ("0x1b6", 0o666), ("7", 0o7), ("0", 0), ("0777", 0o777),
     ("01600", 0o1600), ("02770", 0o2770), ("0X1ff", 0o777),
 ])
 def test_mode(tmp_path, probe, text, mode):
@@ -526,7 +536,18 @@ REFUSALS = {
     "unknown-group-with-uid": (None, ["-u", "0", "--group", "nogrp-xyz", "{d}/s", "PROBE"],
                                111, "nogrp-xyz: No such group."),
     "mode-0999": (None, ["--mode", "0999", "{d}/s", "PROBE"], 100, "--mode: 0999: Not a number"),
-    "mode-8192": (None, ["--mode", "8192", "{d}/s", "PROBE"], 100, "--mode: 8192: Out of range"),
+    "mode-8192": (None, ["--mode", "8192", "{d}/s", "PROBE"], 100,
+                  "--mode: 8192: Ambiguous decimal number; write the mode in octal"),
+    "mode-0x2000": (None, ["--mode", "0x2000", "{d}/s", "PROBE"], 100, "Out of range"),
+    # Issue 22 item 1: as umask 22 is, with the octal spelling as a hint.
+    "mode-666": (None, ["--mode", "666", "{d}/s", "PROBE"], 100,
+                 "--mode: 666: Ambiguous decimal number; write the mode in octal with a "
+                 "leading 0 (0666)."),
+    "mode-8": (None, ["--mode", "8", "{d}/s", "PROBE"], 100,
+               "--mode: 8: Ambiguous decimal number; write the mode in octal with a "
+               "leading 0."),
+    "mode-long-decimal": (None, ["--mode", "6" * 5000, "{d}/s", "PROBE"], 100,
+                          "Ambiguous decimal number"),
     "mode-010000": (None, ["-m", "010000", "{d}/s", "PROBE"], 100, "Out of range"),
     "mode-0o600": (None, ["-m", "0o600", "{d}/s", "PROBE"], 100, "Not a number"),
     "mode-blank": (None, ["-m", " 0600", "{d}/s", "PROBE"], 100, "Not a number"),
@@ -737,3 +758,201 @@ def test_inherited_listen_pidfdid_must_name_this_process(tmp_path, probe, pidfdi
     else:
         assert_listener(sock(r.report, 3), path)
         assert r.report["env"]["LISTEN_FDS"] == "1"
+
+
+# --- issue 22: relative paths, simultaneous starts, no /proc --------------------------------
+
+def test_relative_path_is_bound_by_its_absolute_name(tmp_path, probe):
+    """Item 12: getsockname() shows the full path, which daemons that match
+    their configured path against the passed sockets need."""
+    (tmp_path / "run").mkdir()
+    rep = listen("--systemd-compatibility", "./run//s", probe=probe, cwd=tmp_path)
+    assert_listener(sock(rep, 3), str(tmp_path / "run" / "s"))
+    # A failure after a later chdir still removes it (by that name).
+    r = run([LISTEN, "run/t", "chdir", "/", "no-such-program-xyz"], env=clean_env(),
+            cwd=tmp_path)
+    assert_one_fatal(r, 127, "no-such-program-xyz", prog="chdir")
+    assert os.listdir(tmp_path / "run") == ["s"]
+
+
+def test_relative_path_too_long_from_the_root(tmp_path, probe):
+    """Item 12: a relative name that fits sun_path but not with the working
+    directory in front is a usage error that says why; nothing is made."""
+    name = "r" * (107 - len(str(tmp_path)))  # one byte too many with the "/"
+    before = snapshot(tmp_path, exact=True)
+    r = run([LISTEN, name, *probe], env=clean_env(), cwd=tmp_path)
+    assert_one_fatal(r, 100, f"{name}: Socket path too long from the root (108 bytes")
+    assert "absolute name" in r.fatal_line()
+    assert snapshot(tmp_path, exact=True) == before
+
+
+def test_working_directory_longer_than_path_max_leaves_no_socket(tmp_path):
+    """Item 17: in a working directory whose absolute name is longer than
+    PATH_MAX, 0.2 bound the relative name and could not remove it again (its
+    absolute name is too long to unlink). Now the start is refused before
+    anything is made."""
+    step = "d" * 200
+    script = ("import os, sys\n"
+              "for _ in range(24):\n"
+              f"    os.mkdir('{step}'); os.chdir('{step}')\n"
+              "os.execv(sys.argv[1], sys.argv[1:])\n")
+    r = run([sys.executable, "-c", script, command(LISTEN), "s", "no-such-program-xyz"],
+            env=clean_env(), cwd=tmp_path)
+    try:
+        assert_one_fatal(r, 100, "s: ")
+        left = subprocess.run(["find", str(tmp_path), "-type", "s"], capture_output=True,
+                              text=True, check=True).stdout
+        assert left == ""
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / step)], check=True)
+
+
+def _start_all(argvs, command_module):
+    """Fork one child per argv in ARGVS, start them all at the same moment
+    (a shared pipe closing), each running COMMAND_MODULE in-process on its
+    argv. Returns the one-line results ("OK" or "STATUS message"), with the
+    winners still holding their sockets; then let them go."""
+    from chainload import core
+
+    def high(fd):  # clear of 3+n, where a listener puts its socket
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+        os.close(fd)
+        return moved
+
+    go_r, go_w = map(high, os.pipe())
+    res_r, res_w = map(high, os.pipe())
+    hold_r, hold_w = map(high, os.pipe())
+    pids = []
+    for i, argv in enumerate(argvs):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(go_w)
+                os.close(hold_w)
+                os.read(go_r, 1)  # EOF: everyone goes
+                try:
+                    args = core.parse_args(command_module.USAGE, argv,
+                                           frozen=command_module.PARSED)
+                    command_module.run(args, {})
+                    msg = "OK"
+                except core.Fail as e:
+                    msg = f"{e.status} {e.message}"
+                os.write(res_w, f"{i} {msg}\n".encode())
+                if msg == "OK":
+                    os.read(hold_r, 1)  # listen until the parent has looked
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(go_w)
+    os.close(hold_r)
+    results, data = {}, b""
+    while len(results) < len(argvs):
+        chunk = os.read(res_r, 65536)
+        assert chunk, "a child died without a result"
+        data += chunk
+        *lines, data = data.split(b"\n")
+        for line in lines:
+            i, msg = line.decode().split(" ", 1)
+            results[int(i)] = msg
+
+    def release():
+        os.close(hold_w)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        os.close(go_r)
+        os.close(res_r)
+        os.close(res_w)
+    return [results[i] for i in range(len(argvs))], release
+
+
+@pytest.mark.forked
+@pytest.mark.parametrize("variant", ["plain", "stale", "mode", "uid"])
+def test_simultaneous_starts_exactly_one_wins(tmp_path, variant):
+    """Item 13: two starts at the same moment on one path (40 pairs per
+    variant, ten pairs at a time, in one directory): exactly one listens,
+    the other is refused as "In use by a running server" (111), and the
+    path reaches the winner's socket. 0.2 let both succeed now and then:
+    the second found the first one's socket bound but not yet listening,
+    took it for stale and replaced it."""
+    from chainload.commands import local_stream_socket_listen as command_module
+
+    if variant == "uid" and os.geteuid() != 0:
+        pytest.skip("--uid needs root")
+    options = {"plain": [], "stale": [], "mode": ["--mode", "0660"],
+               "uid": ["--uid", "1", "--mode", "0660"]}[variant]
+    wins = 0
+    for batch in range(4):
+        paths = [str(tmp_path / f"s{batch}.{k}") for k in range(10)]
+        if variant == "stale":
+            for path in paths:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+                    dead.bind(path)
+        argvs = [[*options, path, "true"] for path in paths for _ in (0, 1)]
+        results, release = _start_all(argvs, command_module)
+        try:
+            for k, path in enumerate(paths):
+                pair = sorted(results[2 * k:2 * k + 2], key=lambda m: m != "OK")
+                assert pair[0] == "OK", (path, pair)
+                assert pair[1] == f"111 {path}: In use by a running server; not replacing it.", \
+                    (path, pair)
+                wins += 1
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(path)  # the winner's socket, still listening
+        finally:
+            release()
+    assert wins == 40
+    # The lock is the directory's flock: nothing but the sockets was made.
+    assert sorted(os.listdir(tmp_path)) == sorted(f"s{b}.{k}" for b in range(4)
+                                                   for k in range(10))
+
+
+def test_locked_directory_waits_then_says_so(tmp_path, probe):
+    """The mechanism: a start takes an exclusive flock(2) on the socket's
+    directory around probe, replacement, bind and listen; a lock held
+    elsewhere (flock(1) on the directory) is waited for, not broken."""
+    import time
+
+    d = tmp_path / "run"
+    d.mkdir()
+    holder = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        child = subprocess.Popen([command(LISTEN), str(d / "s"), *probe],
+                                 env=clean_env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        assert child.poll() is None  # waiting for the lock
+        assert not (d / "s").exists()
+    finally:
+        os.close(holder)  # released: the start goes on
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert_listener(sock(json.loads(out.splitlines()[-1]), 3), str(d / "s"))
+
+
+NO_PROC = 'mount -t tmpfs none /proc || exit 99; exec "$@"'
+
+
+@root_only
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) not installed")
+@pytest.mark.parametrize("options", [
+    ["-u", "1", "-g", "2", "-m", "01640"],
+    ["--user", "daemon", "--group", "bin", "-m", "0660"],
+])
+def test_owner_and_mode_without_proc(tmp_path, options):
+    """Item 15: with no /proc (a bare mount namespace, a chroot) the owner
+    and mode are still set on the O_PATH handle itself, never "No such
+    file or directory"."""
+    path = tmp_path / "s"
+    r = run([shutil.which("unshare"), "-m", "/bin/sh", "-c", NO_PROC, "sh", command(LISTEN), *options,
+             str(path), "/bin/sh", "-c", "test -e /proc/self || echo no-proc"],
+            env=clean_env())
+    if r.returncode == 99 or "unshare failed" in r.stderr:
+        pytest.skip(f"cannot mount over /proc in a new mount namespace: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "no-proc\n"
+    st = os.lstat(path)
+    uid = 1 if "-u" in options else pwd.getpwnam("daemon").pw_uid
+    gid = 2 if "-g" in options else grp.getgrnam("bin").gr_gid
+    mode = int(options[-1], 8)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode)

@@ -529,8 +529,27 @@ def test_bad_port_is_a_usage_error(service, text):
 def test_unknown_host_and_service(tmp_path):
     r = run(["listen-tcp", "no-such-host.invalid", "80", "true"], env=clean_env())
     fatal(r, 111, "listen-tcp: FATAL: no-such-host.invalid 80: ")
+    # Issue 22 item 5: not glibc's "Servname not supported for ai_socktype".
     r = run(["listen-tcp", "127.0.0.1", "x", "true"], env=clean_env())
-    fatal(r, 111, "127.0.0.1 x: Servname not supported for ai_socktype")
+    fatal(r, 111, "127.0.0.1 x: Unknown service name (not in /etc/services).")
+    r = run(["listen-udp", "127.0.0.1", "no-such-service-xyz", "true"], env=clean_env())
+    fatal(r, 111, "no-such-service-xyz: Unknown service name (not in /etc/services).")
+
+
+def test_service_name_of_another_protocol():
+    """A name /etc/services has, but not for this protocol."""
+    try:
+        socket.getservbyname("ssh", "tcp")
+        socket.getservbyname("ssh", "udp")
+        pytest.skip("ssh is in the services database for udp as well")
+    except OSError:
+        pass
+    try:
+        socket.getservbyname("ssh", "tcp")
+    except OSError:
+        pytest.skip("no ssh in the services database")
+    r = run(["listen-udp", "127.0.0.1", "ssh", "true"], env=clean_env())
+    fatal(r, 111, "127.0.0.1 ssh: Service name not defined for udp")
 
 
 def test_port_in_use_names_host_and_service():
@@ -611,12 +630,18 @@ def test_port_rules_in_process():
 def test_local_address_in_process():
     from chainload import core, listen
 
-    assert listen.local_address("a/b") == b"a/b"
+    os.chdir("/")
+    assert listen.local_address("a/b") == b"/a/b"  # relative: from the root
+    assert listen.local_address("/a/b") == b"/a/b"
     assert listen.local_address("@x") == b"\0x"
-    assert listen.local_address("\udcff") == b"\xff"  # bytes as given
-    assert listen.local_address("p" * 107) == b"p" * 107
+    assert listen.local_address("/\udcff") == b"/\xff"  # bytes as given
+    assert listen.local_address("/" + "p" * 106) == b"/" + b"p" * 106
+    assert listen.local_address("p" * 106) == b"/" + b"p" * 106
+    os.chdir("/tmp")
+    assert listen.local_address("./x//y/./z") == b"/tmp/x/y/z"
+    assert listen.local_address("../x") == b"/tmp/../x"  # ".." stays
     assert listen.local_address("@" + "p" * 107) == b"\0" + b"p" * 107
-    for bad in ("", "@", "p" * 108, "@" + "p" * 108):
+    for bad in ("", "@", "p" * 108, "@" + "p" * 108, "p" * 103):  # /tmp/ + 103 = 108
         with pytest.raises(core.Fail) as e:
             listen.local_address(bad)
         assert e.value.status == 100

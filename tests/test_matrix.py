@@ -61,6 +61,12 @@ def _dir(d):
         f.write("inside\n")
 
 
+def _public(d):
+    """A world-writable sticky directory "public", as /tmp is."""
+    os.mkdir(os.path.join(d, "public"))
+    os.chmod(os.path.join(d, "public"), 0o1777)
+
+
 def _fifo(d):
     os.mkfifo(os.path.join(d, "fifo"), 0o644)
 
@@ -107,11 +113,24 @@ def _envdir(d, bad=None):
         os.chmod(env, 0o700)
 
 
+def _envfile_nul(d):
+    with open(os.path.join(d, "nul.env"), "wb") as f:
+        f.write(b"A=1\nB=\0\n")
+
+
+def _envfile_huge(d):
+    """A (sparse) file one byte over systemd's 64 MiB limit."""
+    with open(os.path.join(d, "huge.env"), "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+
+
 SETUP = {"file": _file, "symlink": _symlink, "dangling": _dangling, "dir": _dir,
+         "public": _public,
          "fifo": _fifo, "held-abstract": _held_abstract, "live-stream": _live_stream}
 SETUP.update({"env": _envdir, **{f"env-{bad}": (lambda d, bad=bad: _envdir(d, bad)) for bad in
                                  ("dangling", "subdir", "fifo", "equals", "unreadable",
                                   "closed")}})
+SETUP.update({"envfile-nul": _envfile_nul, "envfile-huge": _envfile_huge})
 
 
 @dataclass
@@ -176,6 +195,12 @@ ROWS = [
     Row("listen-mode-negative", [LS, "--mode", "-1", "sock", "true"],
         100, ["--mode", "Out of range"]),
     Row("listen-mode-empty", [LS, "--mode=", "sock", "true"], 100, ["--mode", "Not a number"]),
+    Row("listen-mode-bare-decimal", [LS, "--mode", "666", "sock", "true"],
+        100, ["--mode: 666", "Ambiguous decimal number", "(0666)"]),
+    Row("listen-mode-bare-decimal-no-hint", [LS, "-m", "9", "sock", "true"],
+        100, ["--mode: 9", "Ambiguous decimal number"]),
+    Row("listen-relative-too-long-from-root", [LS, "r" * 100, "true"],
+        100, ["too long from the root", "absolute name"]),
     Row("listen-mode-bare-0x", [LS, "--mode", "0x", "sock", "true"],
         100, ["--mode", "Not a number"]),
     Row("listen-mode-unicode-digit", [LS, "--mode", "\u0661", "sock", "true"],
@@ -260,7 +285,7 @@ ROWS = [
     Row("listen-tcp-numeric-service-name", ["listen-tcp", "--numeric-service", "::1", "http",
                                             "true"], 100, ["service: http", "Not a port number"]),
     Row("listen-tcp-unknown-service", ["listen-tcp", "127.0.0.1", "x", "true"],
-        111, ["127.0.0.1 x: ", "Servname not supported"]),
+        111, ["127.0.0.1 x: ", "Unknown service name (not in /etc/services)"]),
     Row("listen-udp-unknown-host", ["listen-udp", "no-such-host.invalid", "53", "true"],
         111, ["no-such-host.invalid 53: "]),
     Row("listen-tcp-numeric-host-name", ["listen-tcp", "-H", "localhost", "8080", "true"],
@@ -271,11 +296,31 @@ ROWS = [
     Row("listen-tcp-backlog-negative", ["listen-tcp", "-b", "-1", "127.0.0.1", "80", "true"],
         100, ["--backlog", "Out of range"]),
     Row("listen-tcp-missing-service", ["listen-tcp", "127.0.0.1"], 100, ["Missing operand"]),
+    Row("listen-tcp-missing-host", ["listen-tcp", "8090", "prog"], 100,
+        ["Missing next program, or operand SERVICE (got HOST=8090, and prog as SERVICE)."]),
     Row("listen-tcp-missing-next-program", ["listen-tcp", "127.0.0.1", "80"],
         100, ["Missing next program"]),
     Row("listen-udp-fd-name-without-systemd",
         ["listen-udp", "--fd-name", "dns", "127.0.0.1", "53", "true"],
         100, ["--fd-name", "Needs --systemd-compatibility"]),
+    # --- adopt-socket -----------------------------------------------------------------
+    Row("adopt-socket-not-a-number", ["adopt-socket", "x", "true"],
+        100, ["fd: x", "Not a number"]),
+    Row("adopt-socket-out-of-range", ["adopt-socket", "2147483648", "true"],
+        100, ["fd: 2147483648", "Out of range"]),
+    Row("adopt-socket-not-open", ["adopt-socket", "9", "true"],
+        111, ["fd 9: Not open", "Bad file descriptor"]),
+    Row("adopt-socket-not-a-socket", ["adopt-socket", "0", "true"],
+        111, ["fd 0: Not a socket (a character device)"]),
+    Row("adopt-socket-fd-name-without-systemd", ["adopt-socket", "--fd-name", "web", "0", "true"],
+        100, ["--fd-name", "Needs --systemd-compatibility"]),
+    Row("adopt-socket-bad-fd-name", ["adopt-socket", SD, "--fd-name", "a:b", "0", "true"],
+        100, ["--fd-name", "Not a valid name"]),
+    Row("adopt-socket-missing-operand", ["adopt-socket"], 100, ["Missing operand"]),
+    Row("adopt-socket-missing-next-program", ["adopt-socket", "0"],
+        100, ["Missing next program"]),
+    Row("adopt-socket-unknown-option", ["adopt-socket", "--mode", "0600", "0", "true"],
+        100, ["--mode", "Unrecognized option"]),
     # --- fdmove ---------------------------------------------------------------------
     Row("fdmove-to-not-a-number", ["fdmove", "x", "1", "true"], 100, ["to", "x", "Not a number"]),
     Row("fdmove-to-bad-octal", ["fdmove", "09", "1", "true"], 100, ["to", "09", "Not a number"]),
@@ -295,6 +340,7 @@ ROWS = [
     Row("fdmove-no-operands", ["fdmove"], 100, ["Missing operand"]),
     Row("fdmove-one-operand", ["fdmove", "1"], 100, ["Missing operand"]),
     Row("fdmove-missing-next-program", ["fdmove", "1", "2"], 100, ["Missing next program"]),
+    Row("fdmove-one-fd", ["fdmove", "3", "prog"], 100, ["or operand FROM (got TO=3, and prog as FROM)"]),
     Row("fdmove-unknown-option", ["fdmove", "--bogus", "1", "2", "true"],
         100, ["--bogus", "Unrecognized option"]),
     Row("fdmove-next-program-not-found", ["fdmove", "1", "1", "no-such-program-chainload"],
@@ -310,10 +356,24 @@ ROWS = [
     Row("setuidgid-unknown-user", ["setuidgid", "no-such-user-chainload", "true"],
         111, ["no-such-user-chainload", "No such user"]),
     Row("setuidgid-empty-user", ["setuidgid", "", "true"], 111, ["No such user"]),
-    # chpst -u's user:group and s6-setuidgid's uid:gid are not taken apart.
+    # UID:GID is two numbers; chpst -u's user:group is -g GROUP USER here.
     Row("setuidgid-user-colon-group", ["setuidgid", "nobody:nogroup", "true"],
-        111, ["nobody:nogroup", "No such user"]),
-    Row("setuidgid-uid-colon-gid", ["setuidgid", "0:0", "true"], 111, ["0:0", "No such user"]),
+        100, ["nobody:nogroup", "Not UID:GID", "-g GROUP USER"]),
+    Row("setuidgid-uid-colon-gid-and-g", ["setuidgid", "-g", "0", "0:0", "true"],
+        100, ["0:0", "gives the group already"]),
+    Row("setuidgid-uid-colon-gid-and-s", ["setuidgid", "-s", "0:0", "true"],
+        100, ["-s: 0:0", "no account", "--groups"]),
+    Row("setuidgid-uid-out-of-range", ["setuidgid", "4294967295:0", "true"],
+        111, ["4294967295", "User id out of range"]),
+    Row("setuidgid-uid-without-account", ["setuidgid", "4294967294", "true"],
+        111, ["4294967294", "No account has this user id", "4294967294:GID"]),
+    Row("setuidgid-groups-unknown", ["setuidgid", "--groups", "0,no-such-group-chainload",
+                                     "nobody", "true"],
+        111, ["no-such-group-chainload", "No such group"]),
+    Row("setuidgid-groups-empty-name", ["setuidgid", "--groups", "0,,1", "nobody", "true"],
+        111, ["--groups: 0,,1", "Empty group name"]),
+    Row("setuidgid-groups-out-of-range", ["setuidgid", "--groups", "4294967295", "0:0", "true"],
+        111, ["4294967295", "Group id out of range"]),
     Row("setuidgid-unknown-group", ["setuidgid", "-g", "no-such-group-chainload", "nobody", "true"],
         111, ["no-such-group-chainload", "No such group"]),
     # pwd says "not found" when it could not open the database either.
@@ -358,6 +418,8 @@ ROWS = [
         100, ["A=B", "Not a valid variable name"]),
     Row("setenv-empty-name", ["setenv", "", "x", "true"], 100, ["Not a valid variable name"]),
     Row("setenv-missing-value", ["setenv", "A"], 100, ["Missing operand"]),
+    Row("setenv-name-value-in-one", ["setenv", "FOO=bar", "prog"], 100,
+        ["FOO=bar: Not a valid variable name; write setenv FOO bar"]),
     Row("setenv-missing-next-program", ["setenv", "A", "x"], 100, ["Missing next program"]),
     Row("unsetenv-name-with-equals", ["unsetenv", "A=", "true"],
         100, ["A=", "Not a valid variable name"]),
@@ -394,8 +456,8 @@ ROWS = [
     Row("softlimit-too-big", ["softlimit", "-t", "9223372036854775808", "true"],
         100, ["-t", "Out of range"]),
     Row("softlimit-empty", ["softlimit", "-d", "", "true"], 100, ["-d", "Not a number"]),
-    Row("softlimit-unlimited", ["softlimit", "-s", "unlimited", "true"],
-        100, ["-s: unlimited", "Not a number"]),
+    Row("softlimit-unlimited-misspelt", ["softlimit", "-s", "unlimted", "true"],
+        100, ["-s: unlimted", "Not a number"]),
     Row("softlimit-needs-value", ["softlimit", "-o"], 100, ["-o", "requires argument"]),
     Row("softlimit-twice", ["softlimit", "-o", "1", "-o", "2", "true"],
         100, ["-o", "more than once"]),
@@ -405,6 +467,104 @@ ROWS = [
         100, ["Missing next program"]),
     Row("softlimit-next-program-not-found", ["softlimit", "-o", "=", "no-such-program-chainload"],
         127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("softlimit-long-option-bad-value", ["softlimit", "--nice", "-1", "true"],
+        100, ["--nice", "Out of range"]),
+    # --- hardlimit (issue 19) ----------------------------------------------------------
+    Row("hardlimit-suffix", ["hardlimit", "-o", "1k", "true"], 100, ["-o: 1k", "Not a number"]),
+    Row("hardlimit-negative", ["hardlimit", "--locks", "-1", "true"],
+        100, ["--locks", "Out of range"]),
+    Row("hardlimit-too-big", ["hardlimit", "-c", "9223372036854775808", "true"],
+        100, ["-c", "Out of range"]),
+    Row("hardlimit-unlimited-misspelt", ["hardlimit", "-c", "infinite", "true"],
+        100, ["-c: infinite", "Not a number"]),
+    Row("hardlimit-twice", ["hardlimit", "--rtprio", "1", "--rtprio", "2", "true"],
+        100, ["--rtprio", "more than once"]),
+    Row("hardlimit-unknown-option", ["hardlimit", "-H", "1", "true"],
+        100, ["-H", "Unrecognized option"]),
+    Row("hardlimit-missing-next-program", ["hardlimit", "-o", "64"],
+        100, ["Missing next program"]),
+    # The kernel's EPERM, named: nobody lacks CAP_SYS_RESOURCE.
+    Row("hardlimit-raise-unprivileged", ["hardlimit", "-o", "1048577", "true"],
+        111, ["-o: RLIMIT_NOFILE: Operation not permitted", "raising a hard limit"],
+        user="nobody"),
+    Row("hardlimit-next-program-not-found", ["hardlimit", "-c", "=", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- install-dir (issue 19): nothing is made or changed ------------------------------
+    Row("install-dir-mode-ambiguous-decimal", ["install-dir", "-m", "755", "d", "true"],
+        100, ["--mode: 755", "Ambiguous", "(0755)"]),
+    Row("install-dir-mode-decimal-8", ["install-dir", "--mode", "8", "d", "true"],
+        100, ["--mode: 8", "Ambiguous"]),
+    Row("install-dir-mode-too-big", ["install-dir", "-m", "010000", "d", "true"],
+        100, ["--mode", "Out of range"]),
+    Row("install-dir-mode-not-octal", ["install-dir", "-m", "0789", "d", "true"],
+        100, ["--mode: 0789", "Not a number"]),
+    Row("install-dir-mode-symbolic", ["install-dir", "-m", "u=rwx", "d", "true"],
+        100, ["--mode: u=rwx", "Not a number"]),
+    Row("install-dir-unknown-user", ["install-dir", "-o", "no-such-user-chainload", "d", "true"],
+        111, ["no-such-user-chainload", "No such user"]),
+    Row("install-dir-unknown-group", ["install-dir", "-g", "no-such-group-chainload", "d", "true"],
+        111, ["no-such-group-chainload", "No such group"]),
+    Row("install-dir-uid-too-big", ["install-dir", "-o", "4294967295", "d", "true"],
+        111, ["4294967295", "User id out of range"]),
+    Row("install-dir-empty", ["install-dir", "", "true"], 111, ["No such file or directory"]),
+    Row("install-dir-file-at-dir", ["install-dir", "file", "true"],
+        111, ["file: Exists and is not a directory"], setup=("file",)),
+    Row("install-dir-file-at-dir-if-missing", ["install-dir", "--if-missing", "file", "true"],
+        111, ["file: Exists and is not a directory"], setup=("file",)),
+    Row("install-dir-fifo-at-dir", ["install-dir", "fifo", "true"],
+        111, ["fifo: Exists and is not a directory"], setup=("fifo",)),
+    Row("install-dir-file-at-parent", ["install-dir", "file/d", "true"],
+        111, ["file: Not a directory"], setup=("file",)),
+    Row("install-dir-symlink-at-dir", ["install-dir", "symlink", "true"],
+        111, ["symlink: Is a symbolic link; not following it"], setup=("symlink",)),
+    Row("install-dir-dangling-symlink-at-dir", ["install-dir", "--if-missing", "dangling", "true"],
+        111, ["dangling: Is a symbolic link"], setup=("dangling",)),
+    Row("install-dir-symlink-to-file-at-parent", ["install-dir", "symlink/d", "true"],
+        111, ["file: Not a directory"], setup=("symlink",)),
+    Row("install-dir-missing-next-program", ["install-dir", "d"], 100, ["Missing next program"]),
+    Row("install-dir-option-needs-value", ["install-dir", "--owner"],
+        100, ["--owner", "requires argument"]),
+    Row("install-dir-unknown-option", ["install-dir", "-p", "d", "true"],
+        100, ["-p", "Unrecognized option"]),
+    # Made, then removed again when the exec fails.
+    Row("install-dir-next-program-not-found", ["install-dir", "new/deeper", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("install-dir-chown-as-non-root", ["install-dir", "-o", "root", "public/new/d", "true"],
+        111, ["public/new/d", "Operation not permitted"], setup=("public",), user="nobody"),
+    Row("install-dir-chmod-another-users-dir", ["install-dir", "-m", "0700", "dir", "true"],
+        111, ["dir", "Operation not permitted"], setup=("dir",), user="nobody"),
+    Row("install-dir-in-unwritable-dir", ["install-dir", "env/d", "true"],
+        111, ["env/d", "Permission denied"], setup=("env",), user="nobody"),
+    # --- fdredir (issue 19) --------------------------------------------------------------
+    Row("fdredir-missing-file", ["fdredir", "0", "nofile", "true"],
+        111, ["fd 0: nofile: No such file or directory"]),
+    Row("fdredir-write-into-missing-dir", ["fdredir", "-w", "1", "nodir/f", "true"],
+        111, ["fd 1: nodir/f: No such file or directory"]),
+    Row("fdredir-write-a-directory", ["fdredir", "--write", "1", "dir", "true"],
+        111, ["fd 1: dir: Is a directory"], setup=("dir",)),
+    Row("fdredir-fd-beyond-limit", ["fdredir", "2147483647", "file", "true"],
+        111, ["fd 2147483647: file: Bad file descriptor"], setup=("file",)),
+    Row("fdredir-fd-too-big", ["fdredir", "2147483648", "file", "true"],
+        100, ["fd", "Out of range"]),
+    Row("fdredir-fd-negative", ["fdredir", "-1", "file", "true"], 100, ["fd: -1", "Out of range"]),
+    Row("fdredir-fd-not-a-number", ["fdredir", "x", "file", "true"], 100, ["fd: x", "Not a number"]),
+    Row("fdredir-two-modes", ["fdredir", "-w", "-a", "1", "f", "true"],
+        100, ["--write and --append", "only one"]),
+    Row("fdredir-read-and-update", ["fdredir", "--read", "--update", "1", "f", "true"],
+        100, ["--read and --update", "only one"]),
+    Row("fdredir-non-blocking-fifo-no-reader", ["fdredir", "-n", "-w", "1", "fifo", "true"],
+        111, ["fd 1: fifo: No such device or address"], setup=("fifo",)),
+    Row("fdredir-unreadable", ["fdredir", "0", "env/secret", "true"],
+        111, ["fd 0: env/secret: Permission denied"], setup=("env-unreadable",), user="nobody"),
+    Row("fdredir-missing-file-operand", ["fdredir", "1"], 100, ["Missing operand"]),
+    Row("fdredir-missing-next-program", ["fdredir", "1", "file"], 100, ["Missing next program"]),
+    # The file this run made is removed again; an existing one is kept (as it
+    # was: --append does not change it).
+    Row("fdredir-next-program-not-found", ["fdredir", "-w", "1", "new", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("fdredir-append-next-program-not-found",
+        ["fdredir", "-a", "1", "file", "no-such-program-chainload"],
+        127, ["no-such-program-chainload"], setup=("file",)),
     # --- setsid (installed as chainload-setsid) ------------------------------------------
     Row("setsid-process-group-leader", ["chainload", "setsid", "true"],
         111, ["process group", "chain never forks"], prog="setsid", group_leader=True),
@@ -416,6 +576,58 @@ ROWS = [
         100, ["-w", "Unrecognized option"]),
     Row("setsid-next-program-not-found", ["chainload", "setsid", "no-such-program-chainload"],
         127, ["no-such-program-chainload", "No such file or directory"], prog="setsid"),
+    # --- envfile (nothing is set unless the whole file was read) ---------------------
+    Row("envfile-missing-file", ["envfile", "nofile", "true"],
+        111, ["nofile", "No such file or directory"]),
+    Row("envfile-ignore-missing-directory", ["envfile", "--ignore-missing", "dir", "true"],
+        111, ["dir", "Is a directory"], setup=("dir",)),
+    Row("envfile-fifo", ["envfile", "--ignore-missing", "fifo", "true"],
+        111, ["fifo", "Not a regular file"], setup=("fifo",)),
+    Row("envfile-unreadable", ["envfile", "--ignore-missing", "env/secret", "true"],
+        111, ["env/secret", "Permission denied"], setup=("env-unreadable",), user="nobody"),
+    Row("envfile-nul-byte", ["envfile", "nul.env", "true"],
+        111, ["nul.env", "NUL byte"], setup=("envfile-nul",)),
+    Row("envfile-too-large", ["envfile", "huge.env", "true"],
+        111, ["huge.env", "File too large", "67108863"], setup=("envfile-huge",)),
+    Row("envfile-no-operands", ["envfile"], 100, ["Missing operand"]),
+    Row("envfile-missing-next-program", ["envfile", "file"], 100, ["Missing next program"]),
+    # execline's -i/-I are not taken (execline's -i means the opposite of ours)
+    Row("envfile-execline-option", ["envfile", "-I", "file", "true"],
+        100, ["-I", "Unrecognized option"]),
+    Row("envfile-next-program-not-found",
+        ["envfile", "--ignore-missing", "nofile", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- substitute ------------------------------------------------------------------
+    Row("substitute-expands-to-nothing", ["substitute", "$NO_SUCH_VARIABLE_CHAINLOAD"],
+        100, ["expanded to nothing"]),
+    Row("substitute-missing-next-program", ["substitute"], 100, ["Missing next program"]),
+    Row("substitute-unknown-option", ["substitute", "-x", "true"],
+        100, ["-x", "Unrecognized option"]),
+    Row("substitute-next-program-not-found", ["substitute", "no-such-program-chainload${X}"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    Row("substitute-made-a-builtin-that-refuses",
+        ["setenv", "C", "envdir", "substitute", "${C}", "nodir", "true"],
+        111, ["nodir", "No such file or directory"], prog="envdir"),
+    # --- clearenv -----------------------------------------------------------------------
+    Row("clearenv-missing-next-program", ["clearenv", "-p"], 100, ["Missing next program"]),
+    Row("clearenv-unknown-option", ["clearenv", "-l", "true"], 100, ["-l", "Unrecognized option"]),
+    Row("clearenv-next-program-not-found", ["clearenv", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
+    # --- userenv ------------------------------------------------------------------------
+    Row("userenv-unknown-user", ["userenv", "no-such-user-chainload", "true"],
+        111, ["no-such-user-chainload", "No such user"]),
+    Row("userenv-unknown-uid", ["userenv", "4294967294", "true"], 111, ["4294967294", "No such user"]),
+    Row("userenv-huge-uid", ["userenv", "9" * 5000, "true"], 111, ["No such user"]),
+    Row("userenv-empty-account", ["userenv", "", "true"], 111, ["No such user"]),
+    Row("userenv-lookup-without-descriptors",
+        ["softlimit", "-o", "3", "userenv", "nobody", "true"],
+        111, ["nobody", "Cannot look up the user", "Too many open files"], prog="userenv"),
+    Row("userenv-no-operands", ["userenv"], 100, ["Missing operand"]),
+    Row("userenv-missing-next-program", ["userenv", "nobody"], 100, ["Missing next program"]),
+    Row("userenv-set-path-is-not-offered", ["userenv", "--set-path", "nobody", "true"],
+        100, ["--set-path", "Unrecognized option"]),
+    Row("userenv-next-program-not-found", ["userenv", "nobody", "no-such-program-chainload"],
+        127, ["no-such-program-chainload", "No such file or directory"]),
     # --- only chainload has --version ------------------------------------------------
     Row("fdmove-version", ["fdmove", "--version"], 100, ["--version", "Unrecognized option"]),
     Row("setuidgid-version", ["setuidgid", "--version"],
@@ -509,10 +721,12 @@ def test_setuidgid_as_non_root_really_was_non_root(tmp_path):
 
 CLOSED_STDERR = ["listen-path-too-long", "listen-file-at-path", "listen-unknown-user",
                  "envdir-dangling-symlink", "umask-decimal-22", "softlimit-suffix",
+                 "install-dir-symlink-at-dir", "fdredir-missing-file", "hardlimit-suffix",
                  "setsid-process-group-leader",
                  "fdmove-from-closed", "fdmove-next-program-not-found",
                  "fdmove-next-program-not-executable", "setuidgid-unknown-user",
-                 "chainload-unknown-command", "chainload-no-command"]
+                 "chainload-unknown-command", "chainload-no-command",
+                 "envfile-missing-file", "substitute-expands-to-nothing", "userenv-unknown-user"]
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.id in CLOSED_STDERR],

@@ -140,7 +140,8 @@ def test_unknown_group(world_tmp):
 def test_missing_account_or_next_program():
     fatal(go(["setuidgid"]), 100, "setuidgid: FATAL: Missing operand.")
     fatal(go(["setuidgid", "-s"]), 100, "setuidgid: FATAL: Missing operand.")
-    fatal(go(["setuidgid", "nobody"]), 100, "setuidgid: FATAL: Missing next program.")
+    fatal(go(["setuidgid", "nobody"]), 100,
+          "setuidgid: FATAL: Missing next program, or operand ACCOUNT (got nobody as ACCOUNT).")
     fatal(go(["setuidgid", "-g"]), 100, "setuidgid: FATAL: -g requires argument.")
 
 
@@ -226,3 +227,228 @@ def test_design_card_chain(world_tmp, probe):
     assert report["env"]["LISTEN_PID"] == str(report["pid"]) == str(result.pid)
     st = os.lstat(path)
     assert st.st_uid == 0  # made before the drop
+
+
+# --- numeric accounts (issue 22, item 6) -----------------------------------------
+
+def free_id(taken, start=4242):
+    """An id no entry of TAKEN has (so no database lookup can find it)."""
+    while start in taken:
+        start += 1
+    return start
+
+
+FREE_UID = free_id({e.pw_uid for e in pwd.getpwall()} | {e.gr_gid for e in grp.getgrall()})
+FREE_GID = free_id({e.gr_gid for e in grp.getgrall()} | {FREE_UID}, FREE_UID + 1)
+
+
+def started_with_groups(argv, groups=(0, 1, 2)):
+    """Run ARGV (an installed command first) with extra supplementary groups,
+    which a setgid alone would leave in place; the probe's report."""
+    proc = subprocess.run([command(argv[0]), *argv[1:]], extra_groups=list(groups),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    return json.loads(proc.stdout)
+
+
+def test_uid_colon_gid_sets_exactly_those_ids(probe):
+    """As s6-setuidgid UID:GID, chpst -u :UID:GID and a container's --user:
+    no account needed, no lookup, no other group."""
+    report = started_with_groups(["setuidgid", f"{FREE_UID}:{FREE_GID}", *probe])
+    assert report["resuid"] == [FREE_UID] * 3
+    assert report["resgid"] == [FREE_GID] * 3
+    assert report["groups"] == [FREE_GID]
+    # Also the ids of an account, given as numbers: still no group of its own.
+    report = started_with_groups(["setuidgid", f"{NOBODY.pw_uid}:0", *probe])
+    assert report["resuid"] == IDS and report["resgid"] == [0, 0, 0]
+    assert report["groups"] == [0]
+
+
+def test_numeric_uid_of_an_account_is_that_account(account_with_groups, probe):
+    """`setuidgid 1000` where uid 1000 has an account: that account, its
+    primary group, and with -s its groups."""
+    entry = pwd.getpwnam(account_with_groups)
+    assert pwd.getpwuid(entry.pw_uid).pw_name == entry.pw_name  # the first with that uid
+    report = started_with_groups(["setuidgid", str(entry.pw_uid), *probe])
+    assert report["resuid"] == [entry.pw_uid] * 3
+    assert report["resgid"] == [entry.pw_gid] * 3
+    assert report["groups"] == [entry.pw_gid]
+    report = started_with_groups(["setuidgid", "-s", str(entry.pw_uid), *probe])
+    assert report["groups"] == sorted(member_groups(entry.pw_name) | {entry.pw_gid})
+
+
+def test_numeric_uid_without_an_account_needs_its_group(world_tmp, probe):
+    marker = world_tmp / "ran"
+    for argv in ([str(FREE_UID)], ["-s", str(FREE_UID)]):
+        fatal(go(["setuidgid", *argv, "/bin/sh", "-c", f"touch {marker}"]), 111,
+              f"setuidgid: FATAL: {FREE_UID}: No account has this user id; give its group "
+              f"too, as {FREE_UID}:GID (or -g GROUP).")
+    # -s needs an account to take the groups of.
+    fatal(go(["setuidgid", "-s", "-g", "0", str(FREE_UID), "/bin/sh", "-c", f"touch {marker}"]),
+          111, f"setuidgid: FATAL: {FREE_UID}: No account has this user id, so -s has no "
+          "groups to add; list them with --groups.")
+    assert not marker.exists()
+    # With -g (a name or a number) it is given.
+    for group, gid in (("daemon", grp.getgrnam("daemon").gr_gid), (str(FREE_GID), FREE_GID)):
+        report = ok(go(["setuidgid", "-g", group, str(FREE_UID), *probe]))
+        assert report["resuid"] == [FREE_UID] * 3
+        assert report["resgid"] == [gid] * 3 and report["groups"] == [gid]
+
+
+def test_colon_forms_that_are_not_uid_gid(world_tmp):
+    marker = world_tmp / "ran"
+    cmd = ["/bin/sh", "-c", f"touch {marker}"]
+    fatal(go(["setuidgid", "nobody:nogroup", *cmd]), 100,
+          "setuidgid: FATAL: nobody:nogroup: Not UID:GID (two decimal numbers); for a user "
+          "and a group, write -g GROUP USER.")
+    for account in (":", "1:", ":1", "1:2:3", "0x10:1", "-1:1", "1 :1"):
+        result = go(["setuidgid", "--", account, *cmd])
+        assert result.returncode == 100, (account, result.stderr)
+        assert "Not UID:GID" in result.stderr
+    fatal(go(["setuidgid", "-g", "daemon", "1:1", *cmd]), 100,
+          "setuidgid: FATAL: 1:1: UID:GID gives the group already; drop -g.")
+    fatal(go(["setuidgid", "-s", "1:1", *cmd]), 100,
+          "setuidgid: FATAL: -s: 1:1 is no account to take groups from; list them with "
+          "--groups.")
+    fatal(go(["setuidgid", "4294967295:0", *cmd]), 111,
+          "setuidgid: FATAL: 4294967295: User id out of range (must be 0 to 4294967294).")
+    fatal(go(["setuidgid", "0:4294967295", *cmd]), 111,
+          "setuidgid: FATAL: 4294967295: Group id out of range (must be 0 to 4294967294).")
+    fatal(go(["setuidgid", "4294967295", *cmd]), 111,
+          "setuidgid: FATAL: 4294967295: User id out of range (must be 0 to 4294967294).")
+    assert not marker.exists()
+
+
+def test_ids_are_decimal(probe):
+    """A leading zero does not make octal: 0100 is 100, as id(1) would print it."""
+    report = ok(go(["setuidgid", f"0{FREE_UID}:010", *probe]))
+    assert report["resuid"] == [FREE_UID] * 3 and report["resgid"] == [10] * 3
+
+
+def databases(tmp_path, passwd="", group=""):
+    """A shell command that bind-mounts copies of /etc/passwd and /etc/group
+    with PASSWD and GROUP appended (in a private mount namespace: nothing
+    outside this test sees them), then runs "$@"."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    files = {}
+    for name, extra in (("passwd", passwd), ("group", group)):
+        copy = tmp_path / name
+        copy.write_text(open(f"/etc/{name}").read() + extra)
+        os.chmod(copy, 0o644)
+        files[name] = copy
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
+    script = (f"mount --bind {files['passwd']} /etc/passwd && "
+              f"mount --bind {files['group']} /etc/group && exec \"$@\"")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"], files
+
+
+def test_a_name_wins_over_a_number(tmp_path, probe):
+    """An account (or group) whose name is all digits is that account, not
+    that user id: every command line that worked before still does."""
+    uid, gid = FREE_UID, FREE_GID
+    name = str(FREE_UID + 1000)  # a numeric name; its id differs from it
+    wrap, _ = databases(tmp_path, passwd=f"{name}:x:{uid}:{gid}::/:/bin/sh\n",
+                        group=f"{name}:x:{gid}:\n")
+    proc = subprocess.run([*wrap, command("setuidgid"), "--groups", name, name, *probe],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["resuid"] == [uid] * 3 and report["resgid"] == [gid] * 3
+    assert report["groups"] == [gid]
+
+
+# --- --groups (issue 19) ------------------------------------------------------------
+
+def test_groups_are_exactly_the_list(probe):
+    daemon = grp.getgrnam("daemon").gr_gid
+    for argv in (["--groups", f"daemon,{FREE_GID},0"], [f"--groups=daemon,{FREE_GID},0"],
+                 ["--groups", f"daemon,{FREE_GID},0,daemon,{daemon}"]):
+        report = started_with_groups(["setuidgid", *argv, "nobody", *probe], groups=(1, 2))
+        assert report["resuid"] == IDS and report["resgid"] == GIDS
+        # Exactly the list: not the primary group, not the starting groups.
+        assert report["groups"] == sorted({daemon, FREE_GID, 0})
+    # An empty list: no supplementary group at all.
+    report = started_with_groups(["setuidgid", "--groups=", "nobody", *probe])
+    assert report["resgid"] == GIDS and report["groups"] == []
+    # With UID:GID, and with -g: the list is still exactly the list.
+    report = started_with_groups(["setuidgid", "--groups", "daemon", f"{FREE_UID}:{FREE_GID}",
+                                  *probe])
+    assert report["resuid"] == [FREE_UID] * 3 and report["resgid"] == [FREE_GID] * 3
+    assert report["groups"] == [daemon]
+    report = ok(go(["setuidgid", "-g", "daemon", "--groups", "0", "nobody", *probe]))
+    assert report["resgid"] == [daemon] * 3 and report["groups"] == [0]
+
+
+def test_groups_with_supplementary_uses_both(account_with_groups, probe):
+    entry = pwd.getpwnam(account_with_groups)
+    member = member_groups(entry.pw_name) | {entry.pw_gid}
+    report = started_with_groups(["setuidgid", "-s", "--groups", f"0,{FREE_GID}",
+                                  entry.pw_name, *probe], groups=(1, 2))
+    assert report["resuid"] == [entry.pw_uid] * 3
+    assert report["resgid"] == [entry.pw_gid] * 3
+    assert report["groups"] == sorted(member | {0, FREE_GID})
+
+
+def test_groups_refusals_name_the_group(world_tmp):
+    marker = world_tmp / "ran"
+    cmd = ["/bin/sh", "-c", f"touch {marker}"]
+    for groups, line in (
+            ("daemon,no-such-group-xyzzy", "no-such-group-xyzzy: No such group."),
+            ("daemon,,0", "--groups: daemon,,0: Empty group name."),
+            ("daemon,", "--groups: daemon,: Empty group name."),
+            (",", "--groups: ,: Empty group name."),
+            ("4294967295", "4294967295: Group id out of range (must be 0 to 4294967294)."),
+            ("0x10", "0x10: No such group."),
+            ("-1", "-1: No such group.")):
+        for account in ("nobody", "1:1"):
+            fatal(go(["setuidgid", "--groups", groups, account, *cmd]), 111,
+                  f"setuidgid: FATAL: {line}")
+    assert not marker.exists()
+
+
+@pytest.mark.forked
+def test_too_many_groups_are_refused_before_any_change():
+    """More groups than the kernel takes (one argument cannot hold so many:
+    run() in-process, in a forked child)."""
+    from chainload import core
+    from chainload.commands import setuidgid
+
+    limit = os.sysconf("SC_NGROUPS_MAX")
+    args = {"<account>": "nobody", "<next-prog>": ["true"], "--supplementary": False,
+            "--primary-group": None,
+            "--groups": ",".join(str(10000 + i) for i in range(limit + 1))}
+    before = (os.getresuid(), os.getresgid(), os.getgroups())
+    with pytest.raises(core.Fail) as failed:
+        setuidgid.run(args, {})
+    assert failed.value.status == 111
+    assert str(failed.value) == f"nobody: Too many groups ({limit + 1}; at most {limit})."
+    assert (os.getresuid(), os.getresgid(), os.getgroups()) == before
+    # The control: the limit itself is taken (root stays root here).
+    args.update({"<account>": "0:0", "--groups": ",".join(str(10000 + i) for i in range(limit))})
+    assert setuidgid.run(args, {}) == ["true"]
+    assert len(os.getgroups()) == limit
+
+
+def test_groups_are_looked_up_before_the_drop(tmp_path, probe):
+    """A group database that only root can read: the names resolve because
+    they are looked up before the ids change (and the probe, a later
+    program, sees the groups)."""
+    name = f"chainload-{uuid.uuid4().hex[:8]}"
+    wrap, files = databases(tmp_path, group=f"{name}:x:{FREE_GID}:\n")
+    os.chmod(files["group"], 0o600)
+    proc = subprocess.run([*wrap, command("setuidgid"), "--groups", f"{name},daemon", "nobody",
+                           "fdmove", "-c", "5", "1", *probe],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["resuid"] == IDS
+    assert report["groups"] == sorted({FREE_GID, grp.getgrnam("daemon").gr_gid})
+    # The control: as nobody, that database cannot be read.
+    proc = subprocess.run([*wrap, "setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                           "--clear-groups", "getent", "group", name],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and proc.stdout == "", proc.stdout

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,9 @@ CASES = [row for row in ROWS if after_drop(row) is not None]
 # Rows whose outcome changes because the chain runs as nobody, not root.
 AS_NOBODY = {
     "setuidgid-next-program-not-found": (111, ["root", "Operation not permitted"]),
+    # root's files: nobody may not open them for writing.
+    "fdredir-non-blocking-fifo-no-reader": (111, ["fd 1: fifo: Permission denied"]),
+    "fdredir-append-next-program-not-found": (111, ["fd 1: file: Permission denied"]),
 }
 
 
@@ -72,12 +76,18 @@ AS_NOBODY = {
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-def world_dir(tmp_path):
-    d = tmp_path / "w"
+@pytest.fixture
+def workdir():
+    """A sticky world-writable directory that nobody can also reach by its
+    absolute name (a relative socket path is bound by that name): under a
+    fresh directory in /tmp, as pytest's own basetemp is 0700."""
+    top = Path(tempfile.mkdtemp(prefix="chainload-unreadable-", dir="/tmp"))
+    os.chmod(top, 0o755)
+    d = top / "w"
     d.mkdir()
-    os.chmod(tmp_path, 0o755)
     os.chmod(d, 0o1777)
-    return d
+    yield d
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def check_one_fatal(proc, where):
@@ -90,8 +100,7 @@ def check_one_fatal(proc, where):
 
 
 @pytest.mark.parametrize("row", CASES, ids=[row.id for row in CASES])
-def test_refusal_after_setuidgid(row, hidden_python, tmp_path):
-    workdir = world_dir(tmp_path)
+def test_refusal_after_setuidgid(row, hidden_python, workdir):
     keep = [SETUP[name](str(workdir)) for name in row.setup]
     try:
         proc = subprocess.run([*hidden_python, *after_drop(row)], cwd=workdir,
@@ -124,9 +133,8 @@ UNUSUAL = {
 
 
 @pytest.mark.parametrize("case", UNUSUAL)
-def test_unusual_refusal_after_setuidgid(case, hidden_python, tmp_path):
+def test_unusual_refusal_after_setuidgid(case, hidden_python, workdir):
     argv, status, text = UNUSUAL[case]
-    workdir = world_dir(tmp_path)
     proc = subprocess.run([*hidden_python, *argv], cwd=workdir, capture_output=True,
                           stdin=subprocess.DEVNULL, timeout=30)
     line = check_one_fatal(proc, f"{argv!r}: ")

@@ -8,13 +8,14 @@ in isolated mode, after the package was pip-installed there:
 It writes PREFIX/lib/chainload/bin/chainload, a launcher whose shebang runs
 that python with -I (isolated mode: no PYTHON* variable, no user site, no
 current directory on sys.path, so nothing in the caller's environment runs
-before or instead of chainload, and a chain started as root stays ours),
-and removes pip's console scripts there (pip cannot give them interpreter
-flags). PREFIX/bin/chainload is a symlink to the launcher, and every
+before or instead of chainload, and a chain started as root stays ours)
+and -X utf8 (UTF-8 mode: Python starts in every locale glibc has, also
+one whose charset it has no codec for), and removes pip's console scripts
+there (pip cannot give them interpreter flags). PREFIX/bin/chainload is a symlink to the launcher, and every
 installed command name a symlink to chainload: the program picks its
 command from argv[0]. The pages MANDIR/*.1 and MANDIR/aliases/*.1 go to
 PREFIX/share/man/man1, MANDIR/*.3 to PREFIX/share/man/man3. Names given
-as SKIP are not installed.
+as SKIP are not installed, and neither are their pages.
 
 Which names are installed comes from the command table (the rule is
 written down in the Makefile, next to `install:`).
@@ -30,13 +31,19 @@ from chainload import chain
 
 SHEBANG_MAX = 255  # Linux reads at most this much of a #! line (BINPRM_BUF_SIZE - 1)
 
+FLAGS = "-IXutf8"  # -I -X utf8, as one word: a #! line passes one argument
+
 LAUNCHER = """\
-#!{python} -I
+#!{python} {flags}
 # chainload's launcher, written by `make install` (tools/install.py).
 # -I (isolated mode): PYTHONPATH, PYTHONHOME, PYTHONINSPECT and the other
 # PYTHON* variables, the user's site-packages and the current directory do
 # not change what runs here. The variables are still passed on, unchanged,
 # to the program at the end of the chain.
+# -X utf8 (UTF-8 mode): Python starts in every locale, also one whose
+# charset it has no codec for (hy_AM.ARMSCII-8), where it would otherwise
+# stop before running anything. chainload passes argv and the environment
+# on as bytes in every locale; nothing is added to the environment.
 import sys
 
 from chainload.chain import main
@@ -72,14 +79,14 @@ def replace_symlink(target, link):
 
 def write_launcher(libdir):
     python = libdir / "bin" / "python"
-    shebang = f"#!{python} -I"
+    shebang = f"#!{python} {FLAGS}"
     if len(shebang.encode()) > SHEBANG_MAX or any(c.isspace() for c in str(python)):
         fail(f"{python}: A #! line cannot name this path (too long, or a blank in it).")
     # pip's console scripts: `#!.../python` without -I.
     scripts = metadata.distribution("chainload").entry_points.select(group="console_scripts")
     for script in scripts:
         (libdir / "bin" / script.name).unlink(missing_ok=True)
-    launchers = {"chainload": LAUNCHER.format(python=python)}
+    launchers = {"chainload": LAUNCHER.format(python=python, flags=FLAGS)}
     entry = "from chainload.chain import main"
     if entry not in launchers["chainload"]:
         fail(f"LAUNCHER no longer says {entry!r}: update PROGRAMS' launchers")
@@ -107,8 +114,24 @@ def main(prefix, mandir, *skip):
     for name in installed_names(skip):
         replace_symlink("chainload", bindir / name)
     man = prefix / "share" / "man"
-    copy_pages([*mandir.glob("*.1"), *mandir.glob("aliases/*.1")], man / "man1")
+    copy_pages(installed_pages(mandir, skip), man / "man1")
     copy_pages(mandir.glob("*.3"), man / "man3")
+
+
+def installed_pages(mandir, skip=()):
+    """The section 1 pages to install: chainload(1), each command's page if
+    it or one of its aliases is installed (an alias page is `.so` the
+    command's), and the page of each installed alias. A name left out
+    (SKIP, NO_CLASH=1) leaves out its page too: `man setuidgid` must not
+    find ours in front of the other package's."""
+    names = set(installed_names(skip))
+    pages = [mandir / f"{chain.UMBRELLA}.1"]
+    for command in chain.COMMANDS:
+        aliases = [a for a, c in chain.ALIASES.items() if c == command]
+        if names.intersection([command, *aliases]):
+            pages.append(mandir / f"{command}.1")
+    pages += [mandir / "aliases" / f"{alias}.1" for alias in chain.ALIASES if alias in names]
+    return pages
 
 
 def copy_pages(pages, section):

@@ -1,7 +1,7 @@
 """envdir: set and unset environment variables from a directory, then chain."""
 
 import os
-import stat
+import sys
 
 from chainload import core
 
@@ -16,9 +16,6 @@ Options:
   -f, --full  The whole file, less one final newline, is the value.
   -h, --help  Show this help and exit.
 """
-
-OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
-
 
 def run(args, env):
     where = args["<dir>"]
@@ -40,9 +37,7 @@ def read_directory(where, full=False):
     except (OSError, ValueError) as e:
         raise core.system_error(where, e) from None
     try:
-        # By the descriptor, so every entry comes from this one directory;
-        # as bytes, so no name goes through the locale.
-        names = sorted(os.listdir(b"/proc/self/fd/%d" % dirfd))
+        names = sorted(_names(dirfd, where))
         changes = []
         for raw in names:
             if raw.startswith(b"."):
@@ -52,7 +47,8 @@ def read_directory(where, full=False):
             if not raw or b"=" in raw:
                 raise core.Fail(core.EXIT_SYSTEM,
                                 f"{entry}: Not a valid variable name (empty, or has \"=\").")
-            changes.append((name, _value(_read(dirfd, raw, entry), full)))
+            changes.append((name, _value(core.read_regular(raw, entry, dir_fd=dirfd,
+                                                            first_line=not full), full)))
         return changes
     except OSError as e:
         raise core.system_error(where, e) from None
@@ -60,34 +56,24 @@ def read_directory(where, full=False):
         os.close(dirfd)
 
 
-def _read(dirfd, raw, entry):
-    """The bytes of regular file RAW in DIRFD (symlinks followed).
+def _names(dirfd, where):
+    """The names in the directory open on DIRFD, as bytes.
 
-    The type is checked before the open, so a FIFO or a device is never
-    opened (opening one can block or act), and again on the open file.
-    """
+    By the descriptor, so every entry comes from this one directory.
+    os.listdir(fd) decodes the names with the file system encoding: in
+    UTF-8 with surrogateescape (Python's UTF-8 mode, which the installed
+    commands start in, or a UTF-8 locale) os.fsencode gives back exactly
+    the bytes. In another encoding the round trip may change bytes, and
+    /proc/self/fd lists them as bytes."""
+    if (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) == ("utf-8",
+                                                                         "surrogateescape"):
+        return [os.fsencode(name) for name in os.listdir(dirfd)]
     try:
-        _regular(os.stat(raw, dir_fd=dirfd), entry)
-        fd = os.open(raw, OPEN_FLAGS, dir_fd=dirfd)
-    except OSError as e:
-        raise core.system_error(entry, e) from None
-    try:
-        _regular(os.fstat(fd), entry)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as e:
-        raise core.system_error(entry, e) from None
-    finally:
-        os.close(fd)
-
-
-def _regular(st, entry):
-    if stat.S_ISDIR(st.st_mode):
-        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Is a directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise core.Fail(core.EXIT_SYSTEM, f"{entry}: Not a regular file")
+        return os.listdir(b"/proc/self/fd/%d" % dirfd)
+    except FileNotFoundError:
+        raise core.Fail(core.EXIT_SYSTEM, f"{where}: Cannot list it as bytes in this locale "
+                        "without /proc (/proc/self/fd); Python's UTF-8 mode (-X utf8) "
+                        "can.") from None
 
 
 def _value(data, full):

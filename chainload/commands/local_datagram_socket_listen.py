@@ -25,7 +25,7 @@ def run(args, env):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-PARSED = ((1278, 2001232244455828506),
+PARSED = ((1435, 2100163176266763205),
           ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<path>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
           (('Option', '-u', '--uid', 1, None), ('Option', '-g', '--gid', 1, None), ('Option', None, '--user', 1, None), ('Option', None, '--group', 1, None), ('Option', '-m', '--mode', 1, None), ('Option', None, '--pass-credentials', 0, False), ('Option', None, '--pass-security', 0, False), ('Option', None, '--upstart-compatibility', 0, False), ('Option', None, '--systemd-compatibility', 0, False), ('Option', None, '--fd-name', 1, None), ('Option', '-h', '--help', 0, False)),
           (True, 1, '<next-prog>'), {'--uid': None, '--gid': None, '--user': None, '--group': None, '--mode': None, '--pass-credentials': False, '--pass-security': False, '--upstart-compatibility': False, '--systemd-compatibility': False, '--fd-name': None, '--help': False, '--': False, '<path>': None, '<next-prog>': []})

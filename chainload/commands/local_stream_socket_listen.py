@@ -26,7 +26,7 @@ def run(args, env):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-PARSED = ((1331, 876666437784337807),
+PARSED = ((1488, 1952013859483302203),
           ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<path>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
           (('Option', '-u', '--uid', 1, None), ('Option', '-g', '--gid', 1, None), ('Option', None, '--user', 1, None), ('Option', None, '--group', 1, None), ('Option', '-m', '--mode', 1, None), ('Option', '-b', '--backlog', 1, None), ('Option', None, '--pass-credentials', 0, False), ('Option', None, '--pass-security', 0, False), ('Option', None, '--upstart-compatibility', 0, False), ('Option', None, '--systemd-compatibility', 0, False), ('Option', None, '--fd-name', 1, None), ('Option', '-h', '--help', 0, False)),
           (True, 1, '<next-prog>'), {'--uid': None, '--gid': None, '--user': None, '--group': None, '--mode': None, '--backlog': None, '--pass-credentials': False, '--pass-security': False, '--upstart-compatibility': False, '--systemd-compatibility': False, '--fd-name': None, '--help': False, '--': False, '<path>': None, '<next-prog>': []})

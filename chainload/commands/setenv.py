@@ -13,8 +13,21 @@ Options:
 
 
 def run(args, env):
-    env[core.variable_name(args["<name>"])] = args["<value>"]
+    name = args["<name>"]
+    hint = operand_hint([name])
+    if hint:
+        raise core.usage_error(hint)
+    env[core.variable_name(name)] = args["<value>"]
     return args["<next-prog>"]
+
+
+def operand_hint(words):
+    """For a NAME written NAME=VALUE, as env(1) takes it: how to write it
+    (the driver asks when the words do not parse, run() when they do)."""
+    name, eq, value = words[0].partition("=") if words else ("", "", "")
+    if name and eq:
+        return f"{words[0]}: Not a valid variable name; write setenv {name} {value}"
+    return None
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---

@@ -24,7 +24,7 @@ def run(args, env):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-PARSED = ((1212, 1223318765491863768),
+PARSED = ((1204, 1582603585079171419),
           ('Required', (('Required', (('NotRequired', (('OptionsShortcut', (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)),)), ('NotRequired', (('Command', '--', False),)), ('Argument', '<host>', None), ('Argument', '<service>', None), ('OneOrMore', (('Argument', '<next-prog>', []),)))),)),
           (('Option', None, '--no-reuse-address', 0, False), ('Option', None, '--reuse-port', 0, False), ('Option', None, '--bind-to-any', 0, False), ('Option', None, '--combine4and6', 0, False), ('Option', '-H', '--numeric-host', 0, False), ('Option', None, '--numeric-service', 0, False), ('Option', None, '--check-interfaces', 0, False), ('Option', None, '--upstart-compatibility', 0, False), ('Option', None, '--systemd-compatibility', 0, False), ('Option', None, '--fd-name', 1, None), ('Option', '-h', '--help', 0, False)),
           (True, 2, '<next-prog>'), {'--no-reuse-address': False, '--reuse-port': False, '--bind-to-any': False, '--combine4and6': False, '--numeric-host': False, '--numeric-service': False, '--check-interfaces': False, '--upstart-compatibility': False, '--systemd-compatibility': False, '--fd-name': None, '--help': False, '--': False, '<host>': None, '<service>': None, '<next-prog>': []})

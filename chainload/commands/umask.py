@@ -16,15 +16,7 @@ Options:
 
 
 def run(args, env):
-    text = args["<mask>"]
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if body and body[0] != "0" and all(c in "0123456789" for c in body) and int(body) >= 8:
-        # nosh would read 22 as decimal (0026), execline as octal (022).
-        hint = f" (0{body})" if all(c in "01234567" for c in body) else ""
-        raise core.usage_error(
-            f"mask: {text}: Ambiguous decimal number; write the mask in octal with "
-            f"a leading 0{hint}.")
-    os.umask(core.parse_number(text, "mask", 0o777))
+    os.umask(core.parse_octal(args["<mask>"], "mask", "mask", 0o777))
     return args["<next-prog>"]
 
 
