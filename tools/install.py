@@ -131,6 +131,7 @@ def installed_pages(mandir, skip=()):
         if names.intersection([command, *aliases]):
             pages.append(mandir / f"{command}.1")
     pages += [mandir / "aliases" / f"{alias}.1" for alias in chain.ALIASES if alias in names]
+    pages += [mandir / f"{name}.1" for name in PROGRAMS]
     return pages
 
 
