@@ -14,10 +14,10 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PREFIX  ?= /usr/local
 LIBDIR  := $(PREFIX)/lib/chainload
-# Names that daemontools, execline, runit or s6 install too: with NO_CLASH=1,
+# Names that daemontools, execline, runit, s6 or nosh install too: with NO_CLASH=1,
 # `make install` leaves them out of PREFIX/bin (they still work in a chain and
 # as `chainload NAME`); SKIP lists any names to leave out.
-CLASH    := fdmove setuidgid envdir softlimit umask
+CLASH    := fdmove setuidgid envdir softlimit umask foreground if
 SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)

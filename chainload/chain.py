@@ -30,7 +30,7 @@ import gc
 import os
 import sys
 
-from chainload import core
+from chainload import core, process
 
 # name -> (module under chainload.commands, one-line summary).
 # Adding a command is one module and one line here.
@@ -58,6 +58,8 @@ COMMANDS = {
     "chdir": ("chdir", "change the working directory, then chain"),
     "softlimit": ("softlimit", "set resource soft limits, then chain"),
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
+    "foreground": ("foreground", "run a program in a child and wait, then chain"),
+    "if": ("if_", "run a program in a child; chain only if it exits 0"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -131,7 +133,8 @@ def preload(argv):
     run_chain() calls this before a link whose module sets PRELOAD_REST
     (setuidgid, softlimit): after it, the new user may not be able to read
     the Python installation, or the new limits may leave no descriptor or
-    memory to import with. Any bare builtin name among ARGV counts (an
+    memory to import with; after foreground, if or an accept server, a
+    child must cost no import. Any bare builtin name among ARGV counts (an
     over-estimate is harmless).
     """
     for word in argv:
@@ -169,11 +172,28 @@ def run_chain(argv, env, state):
         args = core.parse_args(module.USAGE, argv[1:], shown=state.usage,
                                frozen=getattr(module, "PARSED", None))
         if getattr(module, "PRELOAD_REST", False):
-            preload(args["<next-prog>"])
+            preload(argv[1:])
         argv = module.run(args, env)
+        if isinstance(argv, core.Request):
+            argv = argv.carry_out(_spawner(state.prog))
         if not argv:
             raise core.Fail(core.EXIT_USAGE, "Missing next program.")
     execute(argv, env)
+
+
+def _spawner(prog):
+    """The spawn function a core.Request gets: a child that runs a chain
+    in-process (process.spawn has the child's rules), its messages named
+    PROG until its first builtin runs."""
+    def run(argv, env):
+        state = Chain()
+        state.prog = prog
+        return guarded(state, run_chain, argv, env, state)
+
+    def spawn(argv, env, prepare=None):
+        return process.spawn(run, argv, env, prepare)
+
+    return spawn
 
 
 def umbrella(argv, env, state):
@@ -213,19 +233,27 @@ def main(argv=None):
     gc.disable()
     state = Chain()
     if argv is None:  # a real start-up, not a call from a test
-        catch_signals()
+        process.catch_signals()
         argv, env = start_argv(sys.argv), start_environ()
     else:
         argv, env = list(argv), dict(os.environ)
+    name = personality(argv[0]) if argv else None
+    if name is None:
+        return guarded(state, umbrella, argv or [UMBRELLA], env, state)
+    return guarded(state, run_chain, [name, *argv[1:]], env, state)
+
+
+def guarded(state, function, *args):
+    """FUNCTION(*ARGS), which runs a chain and execs; the exit status if it
+    stops instead, after the clean-up and the one FATAL line."""
     try:
-        name = personality(argv[0]) if argv else None
-        if name is None:
-            umbrella(argv or [UMBRELLA], env, state)
-        else:
-            run_chain([name, *argv[1:]], env, state)
+        function(*args)
     except core.Done:
         core.abort()
         return 0
+    except core.Stop as e:
+        core.abort()
+        return e.status
     except core.Fail as e:
         core.abort()
         return _fatal(state, e.status, e.message)
@@ -348,61 +376,8 @@ def _environment(env):
 
 
 # --- signals --------------------------------------------------------------------------
-
-# Python's own start-up changes: it ignores SIGPIPE and SIGXFSZ (a C chain
-# loader leaves them at their defaults), and catches SIGINT. We catch SIGINT,
-# SIGTERM and SIGHUP where they were not ignored, to undo this run's files
-# before dying of the signal. Only for each execve(2) call do they get their
-# default back (what they were when the chain started: a caught signal
-# would revert at exec anyway); an ignored one is left alone.
-
-_caught = []
-
-
-def _die(signum, frame):
-    import _signal as signal
-
-    core.abort()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def catch_signals():
-    """From start-up on, an interrupt undoes this run and then kills us with
-    the signal itself, as it would kill a C tool."""
-    import _signal as signal  # built in and loaded; signal.py costs ~1.5 ms
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, _die)
-            _caught.append(signum)
-
-
-def _for_exec(yes):
-    import _signal as signal
-
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL if yes else signal.SIG_IGN)
-
-
-def _execve(candidate, args, exec_env, environment):
-    """One execve(2), with the caught signals at their defaults only for the
-    call itself: an interrupt during the rest of the PATH search still
-    undoes this run. signal.signal() runs a pending handler before it
-    changes the disposition, so no signal is lost on the way in."""
-    import _signal as signal
-
-    for signum in _caught:
-        signal.signal(signum, signal.SIG_DFL)
-    try:
-        if exec_env is not None:
-            os.execve(candidate, args, exec_env)
-        else:
-            _execve_raw(candidate, args, environment)
-    finally:  # only reached when exec failed
-        for signum in _caught:
-            signal.signal(signum, _die)
-
+# The signal side of the process boundary, and forking, are in
+# chainload.process (catch_signals, for_exec, execve, spawn).
 
 # --- the final exec ------------------------------------------------------------------
 
@@ -451,7 +426,8 @@ def execute(argv, env):
         candidates = [core.encode(d or ".") + b"/" + args[0] for d in path.split(":")]
     exec_env = _exec_env(environment)
     error, denied = errno.ENOENT, False
-    _for_exec(True)
+    process.end_children()
+    process.for_exec(True)
     try:
         for candidate in candidates:
             try:
@@ -463,7 +439,10 @@ def execute(argv, env):
                     except OSError as e:
                         if e.errno in _NEXT:
                             raise
-                _execve(candidate, args, exec_env, environment)
+                if exec_env is not None:
+                    process.execve(os.execve, candidate, args, exec_env)
+                else:
+                    process.execve(_execve_raw, candidate, args, environment)
             except OSError as e:
                 error = e.errno
                 if error == errno.EACCES:
@@ -471,7 +450,7 @@ def execute(argv, env):
                 elif error not in _NEXT:
                     break
     finally:  # only reached when exec failed
-        _for_exec(False)
+        process.for_exec(False)
     if denied and error in _NEXT:
         error = errno.EACCES
     status = core.EXIT_NOT_FOUND if error in (errno.ENOENT, errno.ENOTDIR) else core.EXIT_CANNOT_EXECUTE
@@ -512,7 +491,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((1869, 309036050419321516),
+UMBRELLA_PARSED = ((2006, 359369395374014709),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

@@ -69,8 +69,14 @@ LISTENERS = ("local-seqpacket-socket-listen", "listen-seqpacket",
 # up in the DNS, or ("0", "*", "::") bind every address; tests may only use
 # the loopback addresses. Their refusals are rows of test_matrix.py.
 IP_LISTENERS = ("tcp-socket-listen", "listen-tcp", "udp-socket-listen", "listen-udp")
+# foreground and if: "prog... ; next-prog..." (their child runs main's
+# chain in a grandchild of the example, whose exec the recorder also
+# stops). Fuzzed as the first command only, their prog and next-prog made
+# of the other builtins. The accept servers loop forever once they have a
+# listener: only their refusals are fuzzed (fd 3 is never one here).
+SEQUENCES = ("foreground", "if")
 BUILTINS = tuple(n for n in (*chainload.chain.COMMANDS, *chainload.chain.ALIASES)
-                 if n not in IP_LISTENERS)
+                 if n not in IP_LISTENERS and n not in SEQUENCES)
 STATUSES = {chainload.core.EXIT_USAGE, chainload.core.EXIT_SYSTEM,
             chainload.core.EXIT_CANNOT_EXECUTE, chainload.core.EXIT_NOT_FOUND}
 
@@ -102,7 +108,7 @@ COMMAND_OPTIONS = {
     "setuidgid": options_of(setuidgid_mod.USAGE),
 }
 COMMAND_OPTIONS["listen-seqpacket"] = COMMAND_OPTIONS["local-seqpacket-socket-listen"]
-for _name in BUILTINS:  # every other command, from its own usage text
+for _name in (*BUILTINS, *SEQUENCES):  # every other command, from its usage text
     if _name not in COMMAND_OPTIONS:
         COMMAND_OPTIONS[_name] = options_of(chainload.chain.load(_name).USAGE)
 
@@ -215,6 +221,14 @@ def link(draw, command, depth):
         operands = [draw(number), draw(number)]
     elif command in STATE_OPERANDS:
         operands = [draw(kind) for kind in STATE_OPERANDS[command]]
+    elif command in SEQUENCES:
+        # prog... ; next-prog...: the child is a chain too (the tail below
+        # may start with a builtin), and the separator may be missing,
+        # doubled (a literal ";") or first.
+        operands = [draw(st.one_of(st.sampled_from([";", ";;", ";;;", "true", "false"]),
+                                   odd_text)) for _ in range(draw(st.integers(0, 3)))]
+        operands += draw(tail(depth + 1))
+        operands.append(draw(st.sampled_from([";", ";", ";;", "true"])))
     else:
         operands = [draw(st.one_of(st.sampled_from(["nobody", "root", "daemon",
                                                     "no-such-user-chainload"]),
@@ -436,6 +450,18 @@ def check(argv, report, before, after, outside_before, outside_after, workdir, s
     for name in new:
         assert is_socket(after[name]), where
 
+    if os.path.basename(argv[0]).removesuffix(".py") in SEQUENCES:
+        # The child's own messages come first on stderr, and `if` stops
+        # with whatever the child's status was: each line is still one of
+        # ours, and the parent ends in its exec or in one of its statuses.
+        assert all(": FATAL: " in ln or ln.startswith(("Usage:", " ")) or not ln
+                   for ln in stderr.splitlines()), where
+        if "exec" in report:
+            executed = report["exec"]
+            assert executed and argv[-len(executed):] == executed, where
+        else:
+            assert 0 <= report["status"] <= 255, where
+        return
     if "exec" in report:
         assert stderr == "", where
         executed = report["exec"]
@@ -552,7 +578,8 @@ def _preimport():
 
 @pytest.mark.parametrize("command", ["chainload", "local-seqpacket-socket-listen",
                                      "local-stream-socket-listen", "local-datagram-socket-listen",
-                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit"])
+                                     "fdmove", "setuidgid", "envdir", "umask", "softlimit",
+                                     *SEQUENCES])
 def test_fuzz_command_line(command, space):
     @FUZZ
     @given(argv=command_line(command), env=environments,
@@ -583,6 +610,9 @@ def test_fuzz_command_line(command, space):
     ["chdir", "..", "listen-seqpacket", "sock", "true"],  # the sandbox refuses: 111
     ["envdir", "/dev", "true"],
     ["chainload", "setsid", "softlimit", "-o", "=", "umask", "077", "true"],
+    ["foreground", "listen-seqpacket", "sock", "true", ";", "true"],
+    ["if", "false", ";", "true"],
+    ["if", "envdir", "/dev", "true", ";", "true"],
 ])
 def test_harness_sees_each_outcome(argv):
     """The harness itself: exec, each status and the file checks all work."""
