@@ -60,6 +60,14 @@ COMMANDS = {
     "chainload-setsid": ("chainload_setsid", "start a new session (setsid), then chain"),
     "foreground": ("foreground", "run a program in a child and wait, then chain"),
     "if": ("if_", "run a program in a child; chain only if it exits 0"),
+    "tcp-socket-accept": ("tcp_socket_accept",
+                          "accept TCP connections on fd 3, a child chain for each"),
+    "local-stream-socket-accept": ("local_stream_socket_accept",
+                                   "accept AF_UNIX stream connections on fd 3, a child "
+                                   "chain for each"),
+    "local-seqpacket-socket-accept": ("local_seqpacket_socket_accept",
+                                      "accept AF_UNIX seqpacket connections on fd 3, a "
+                                      "child chain for each"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -69,6 +77,9 @@ ALIASES = {
     "listen-udp": "udp-socket-listen",
     "cd": "chdir",
     "setsid": "chainload-setsid",
+    "accept-tcp": "tcp-socket-accept",
+    "accept-stream": "local-stream-socket-accept",
+    "accept-seqpacket": "local-seqpacket-socket-accept",
 }
 # Names that work in a chain (and as "chainload NAME") but are never
 # installed as programs: util-linux has a setsid(1), and cd is a shell
@@ -185,15 +196,21 @@ def _spawner(prog):
     """The spawn function a core.Request gets: a child that runs a chain
     in-process (process.spawn has the child's rules), its messages named
     PROG until its first builtin runs."""
-    def run(argv, env):
+    def run(argv, env, prepare):
         state = Chain()
         state.prog = prog
-        return guarded(state, run_chain, argv, env, state)
+        return guarded(state, _prepared, prepare, argv, env, state)
 
     def spawn(argv, env, prepare=None):
         return process.spawn(run, argv, env, prepare)
 
     return spawn
+
+
+def _prepared(prepare, argv, env, state):
+    if prepare is not None:
+        prepare(env)
+    run_chain(argv, env, state)
 
 
 def umbrella(argv, env, state):
@@ -491,7 +508,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((2006, 359369395374014709),
+UMBRELLA_PARSED = ((2539, 952870901271857837),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

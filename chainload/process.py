@@ -105,9 +105,9 @@ def exit_code(wstatus):
 
 
 def spawn(run, argv, env, prepare=None):
-    """Fork. The child calls PREPARE(ENV) (if given), then RUN(ARGV, ENV),
-    which runs the chain in-process and returns a status only if it does
-    not exec; the child exits with it. Returns the child's pid; a failed
+    """Fork. The child calls RUN(ARGV, ENV, PREPARE), which calls
+    PREPARE(ENV) (if given), runs the chain in-process and returns a status
+    only if it does not exec; the child exits with it. Returns the child's pid; a failed
     fork raises OSError.
 
     SIGINT, SIGTERM, SIGHUP and SIGCHLD wait (blocked) from before the fork
@@ -136,9 +136,7 @@ def spawn(run, argv, env, prepare=None):
     try:
         _become_child()
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        if prepare is not None:
-            prepare(env)
-        status = run(argv, env)
+        status = run(argv, env, prepare)
     finally:
         # Whatever happened, the child never returns into the parent's code.
         os._exit(status)

@@ -75,8 +75,10 @@ IP_LISTENERS = ("tcp-socket-listen", "listen-tcp", "udp-socket-listen", "listen-
 # of the other builtins. The accept servers loop forever once they have a
 # listener: only their refusals are fuzzed (fd 3 is never one here).
 SEQUENCES = ("foreground", "if")
+ACCEPTERS = ("tcp-socket-accept", "accept-tcp", "local-stream-socket-accept", "accept-stream",
+             "local-seqpacket-socket-accept", "accept-seqpacket")
 BUILTINS = tuple(n for n in (*chainload.chain.COMMANDS, *chainload.chain.ALIASES)
-                 if n not in IP_LISTENERS and n not in SEQUENCES)
+                 if n not in IP_LISTENERS and n not in SEQUENCES and n not in ACCEPTERS)
 STATUSES = {chainload.core.EXIT_USAGE, chainload.core.EXIT_SYSTEM,
             chainload.core.EXIT_CANNOT_EXECUTE, chainload.core.EXIT_NOT_FOUND}
 
@@ -108,7 +110,7 @@ COMMAND_OPTIONS = {
     "setuidgid": options_of(setuidgid_mod.USAGE),
 }
 COMMAND_OPTIONS["listen-seqpacket"] = COMMAND_OPTIONS["local-seqpacket-socket-listen"]
-for _name in (*BUILTINS, *SEQUENCES):  # every other command, from its usage text
+for _name in (*BUILTINS, *SEQUENCES, *ACCEPTERS):  # every other one, from its usage
     if _name not in COMMAND_OPTIONS:
         COMMAND_OPTIONS[_name] = options_of(chainload.chain.load(_name).USAGE)
 
@@ -579,7 +581,8 @@ def _preimport():
 @pytest.mark.parametrize("command", ["chainload", "local-seqpacket-socket-listen",
                                      "local-stream-socket-listen", "local-datagram-socket-listen",
                                      "fdmove", "setuidgid", "envdir", "umask", "softlimit",
-                                     *SEQUENCES])
+                                     *SEQUENCES, "accept-tcp", "local-stream-socket-accept",
+                                     "accept-seqpacket"])
 def test_fuzz_command_line(command, space):
     @FUZZ
     @given(argv=command_line(command), env=environments,
@@ -613,6 +616,8 @@ def test_fuzz_command_line(command, space):
     ["foreground", "listen-seqpacket", "sock", "true", ";", "true"],
     ["if", "false", ";", "true"],
     ["if", "envdir", "/dev", "true", ";", "true"],
+    ["accept-stream", "-c", "0", "true"],
+    ["accept-tcp", "true"],
 ])
 def test_harness_sees_each_outcome(argv):
     """The harness itself: exec, each status and the file checks all work."""
