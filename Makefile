@@ -82,6 +82,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python tests/bench.py $(ARGS)
+	$(BIN)/python tests/bench_accept.py $(ARGS)
 
 fuzz: venv
 	CHAINLOAD_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/test_fuzz.py
