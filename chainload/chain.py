@@ -575,9 +575,19 @@ def execute(argv, env):
                 elif error not in _NEXT:
                     break
     finally:  # only reached when exec failed
-    error, denied, unsearchable = errno.ENOENT, False, None
-    process.end_children()
-    process.for_exec(True)
+        process.for_exec(False)
+    raise _exec_failure(name, error, denied, unsearchable)
+
+
+def _exec_failure(name, error, denied, unsearchable):
+    """The Fail for an exec of NAME that did not happen: ERROR the errno of
+    the last try, DENIED whether a file was found that could not be run,
+    UNSEARCHABLE the first directory of PATH that could not be searched."""
+    if unsearchable is not None and not denied and error in (*_NEXT, errno.EACCES):
+        # As execvp(3): 126, for the program may be in there.
+        return core.Fail(core.EXIT_CANNOT_EXECUTE,
+                         f"{name}: Not found in the directories of PATH this user can "
+                         f"search; {core.decode(unsearchable)}: Permission denied")
     if denied and error in _NEXT:
         error = errno.EACCES
     if error in (errno.ENOENT, errno.ENOTDIR):
