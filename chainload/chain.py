@@ -609,7 +609,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((2418, 1930080260894960243),
+UMBRELLA_PARSED = ((3088, 268072102533802613),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})
