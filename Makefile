@@ -21,8 +21,8 @@ LIBDIR  := $(PREFIX)/lib/chainload
 # Names that daemontools, execline, runit, s6 or nosh install too: with NO_CLASH=1,
 # `make install` leaves them out of PREFIX/bin (they still work in a chain and
 # as `chainload NAME`); SKIP lists any names to leave out. (fdredir and
-# hardlimit: nosh's.)
-CLASH    := fdmove setuidgid envdir softlimit umask fdredir hardlimit
+# hardlimit: nosh's; foreground and if: execline's and nosh's.)
+CLASH    := fdmove setuidgid envdir softlimit umask fdredir hardlimit foreground if
 SKIP     ?= $(if $(NO_CLASH),$(CLASH))
 MANPAGES := $(wildcard man/*.1)
 MAN3     := $(wildcard man/*.3)
@@ -91,6 +91,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python tests/bench.py $(ARGS)
+	$(BIN)/python tests/bench_accept.py $(ARGS)
 
 fuzz: venv
 	CHAINLOAD_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/test_fuzz.py

@@ -30,7 +30,7 @@ import gc
 import os
 import sys
 
-from chainload import core
+from chainload import core, process
 
 # name -> (module under chainload.commands, one-line summary).
 # Adding a command is one module and one line here.
@@ -66,6 +66,16 @@ COMMANDS = {
     "install-dir": ("install_dir", "make a directory with a mode and owner, then chain"),
     "fdredir": ("fdredir", "open a file on a file descriptor, then chain"),
     "hardlimit": ("hardlimit", "set resource hard limits, then chain"),
+    "foreground": ("foreground", "run a program in a child and wait, then chain"),
+    "if": ("if_", "run a program in a child; chain only if it exits 0"),
+    "tcp-socket-accept": ("tcp_socket_accept",
+                          "accept TCP connections on fd 3, a child chain for each"),
+    "local-stream-socket-accept": ("local_stream_socket_accept",
+                                   "accept AF_UNIX stream connections on fd 3, a child "
+                                   "chain for each"),
+    "local-seqpacket-socket-accept": ("local_seqpacket_socket_accept",
+                                      "accept AF_UNIX seqpacket connections on fd 3, a "
+                                      "child chain for each"),
 }
 ALIASES = {
     "listen-seqpacket": "local-seqpacket-socket-listen",
@@ -75,6 +85,9 @@ ALIASES = {
     "listen-udp": "udp-socket-listen",
     "cd": "chdir",
     "setsid": "chainload-setsid",
+    "accept-tcp": "tcp-socket-accept",
+    "accept-stream": "local-stream-socket-accept",
+    "accept-seqpacket": "local-seqpacket-socket-accept",
 }
 # Names that work in a chain (and as "chainload NAME") but are never
 # installed as programs: util-linux has a setsid(1), and cd is a shell
@@ -144,7 +157,8 @@ def preload(argv):
     run_chain() calls this before a link whose module sets PRELOAD_REST
     (setuidgid, softlimit, hardlimit): after it, the new user may not be able to read
     the Python installation, or the new limits may leave no descriptor or
-    memory to import with. Any bare builtin name among ARGV counts (an
+    memory to import with; after foreground, if or an accept server, a
+    child must cost no import. Any bare builtin name among ARGV counts (an
     over-estimate is harmless).
     """
     for word in argv:
@@ -184,11 +198,34 @@ def run_chain(argv, env, state):
                                frozen=getattr(module, "PARSED", None),
                                hint=getattr(module, "operand_hint", None))
         if getattr(module, "PRELOAD_REST", False):
-            preload(args["<next-prog>"])
+            preload(argv[1:])
         argv = module.run(args, env)
+        if isinstance(argv, core.Request):
+            argv = argv.carry_out(_spawner(state.prog))
         if not argv:
             raise core.Fail(core.EXIT_USAGE, "Missing next program.")
     execute(argv, env)
+
+
+def _spawner(prog):
+    """The spawn function a core.Request gets: a child that runs a chain
+    in-process (process.spawn has the child's rules), its messages named
+    PROG until its first builtin runs."""
+    def run(argv, env, prepare):
+        state = Chain()
+        state.prog = prog
+        return guarded(state, _prepared, prepare, argv, env, state)
+
+    def spawn(argv, env, prepare=None):
+        return process.spawn(run, argv, env, prepare)
+
+    return spawn
+
+
+def _prepared(prepare, argv, env, state):
+    if prepare is not None:
+        prepare(env)
+    run_chain(argv, env, state)
 
 
 def umbrella(argv, env, state):
@@ -227,20 +264,35 @@ def main(argv=None):
     # ~11,000 objects to track) cost ~1 ms (make bench: floor-gc - floor).
     gc.disable()
     state = Chain()
+    return guarded(state, _start, argv, state)
+
+
+def _start(argv, state):
+    """Read the chain as exec'd (unless a test passes ARGV) and run it."""
+    if argv is None:  # a real start-up, not a call from a test
+        process.catch_signals()
+        argv, env = start_argv(sys.argv), start_environ()
+    else:
+        argv, env = list(argv), dict(os.environ)
+    name = personality(argv[0]) if argv else None
+    if name is None:
+        umbrella(argv or [UMBRELLA], env, state)
+    else:
+        run_chain([name, *argv[1:]], env, state)
+
+
+def guarded(state, function, *args):
+    """FUNCTION(*ARGS), which runs a chain and execs; the exit status if it
+    stops instead, after the clean-up and the one FATAL line. Start-up
+    runs inside it too: reading argv and the environment can fail."""
     try:
-        if argv is None:  # a real start-up, not a call from a test
-            catch_signals()
-            argv, env = start_argv(sys.argv), start_environ()
-        else:
-            argv, env = list(argv), dict(os.environ)
-        name = personality(argv[0]) if argv else None
-        if name is None:
-            umbrella(argv or [UMBRELLA], env, state)
-        else:
-            run_chain([name, *argv[1:]], env, state)
+        function(*args)
     except core.Done:
         core.abort()
         return 0
+    except core.Stop as e:
+        core.abort()
+        return e.status
     except core.Fail as e:
         core.abort()
         return _fatal(state, e.status, e.message)
@@ -439,61 +491,8 @@ def _environment(env):
 
 
 # --- signals --------------------------------------------------------------------------
-
-# Python's own start-up changes: it ignores SIGPIPE and SIGXFSZ (a C chain
-# loader leaves them at their defaults), and catches SIGINT. We catch SIGINT,
-# SIGTERM and SIGHUP where they were not ignored, to undo this run's files
-# before dying of the signal. Only for each execve(2) call do they get their
-# default back (what they were when the chain started: a caught signal
-# would revert at exec anyway); an ignored one is left alone.
-
-_caught = []
-
-
-def _die(signum, frame):
-    import _signal as signal
-
-    core.abort()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def catch_signals():
-    """From start-up on, an interrupt undoes this run and then kills us with
-    the signal itself, as it would kill a C tool."""
-    import _signal as signal  # built in and loaded; signal.py costs ~1.5 ms
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, _die)
-            _caught.append(signum)
-
-
-def _for_exec(yes):
-    import _signal as signal
-
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL if yes else signal.SIG_IGN)
-
-
-def _execve(candidate, args, exec_env, environment):
-    """One execve(2), with the caught signals at their defaults only for the
-    call itself: an interrupt during the rest of the PATH search still
-    undoes this run. signal.signal() runs a pending handler before it
-    changes the disposition, so no signal is lost on the way in."""
-    import _signal as signal
-
-    for signum in _caught:
-        signal.signal(signum, signal.SIG_DFL)
-    try:
-        if exec_env is not None:
-            os.execve(candidate, args, exec_env)
-        else:
-            _execve_raw(candidate, args, environment)
-    finally:  # only reached when exec failed
-        for signum in _caught:
-            signal.signal(signum, _die)
-
+# The signal side of the process boundary, and forking, are in
+# chainload.process (catch_signals, for_exec, execve, spawn).
 
 # --- the final exec ------------------------------------------------------------------
 
@@ -546,7 +545,8 @@ def execute(argv, env):
                       (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
     exec_env = _exec_env(environment)
     error, denied, unsearchable = errno.ENOENT, False, None
-    _for_exec(True)
+    process.end_children()
+    process.for_exec(True)
     try:
         for candidate, directory in candidates:
             try:
@@ -564,7 +564,10 @@ def execute(argv, env):
                             continue
                         if e.errno in _NEXT:
                             raise
-                _execve(candidate, args, exec_env, environment)
+                if exec_env is not None:
+                    process.execve(os.execve, candidate, args, exec_env)
+                else:
+                    process.execve(_execve_raw, candidate, args, environment)
             except OSError as e:
                 error = e.errno
                 if error == errno.EACCES:
@@ -572,7 +575,7 @@ def execute(argv, env):
                 elif error not in _NEXT:
                     break
     finally:  # only reached when exec failed
-        _for_exec(False)
+        process.for_exec(False)
     raise _exec_failure(name, error, denied, unsearchable)
 
 
@@ -606,7 +609,7 @@ def _fatal(state, status, message):
 
 
 # --- made by tests/freeze_usages.py from the usage text: do not edit ---
-UMBRELLA_PARSED = ((2418, 1930080260894960243),
+UMBRELLA_PARSED = ((3088, 268072102533802613),
                    ('Required', (('Either', (('Required', (('NotRequired', (('Command', '--', False),)), ('Argument', '<command>', None), ('NotRequired', (('OneOrMore', (('Argument', '<args>', []),)),)))), ('Required', (('Required', (('Either', (('Option', '-h', '--help', 0, False), ('Option', '-h', '--help', 0, False))),)),)), ('Required', (('Option', None, '--version', 0, False),)))),)),
                    (('Option', '-h', '--help', 0, False), ('Option', None, '--version', 0, False)),
                    None, {'--': False, '<command>': None, '<args>': [], '--help': False, '--version': False})

@@ -59,6 +59,13 @@ def abort():
             pass
 
 
+def forget():
+    """Drop everything on_abort() registered, undone by nobody: in a child
+    of the chain (chainload.process.spawn), what the parent made is the
+    parent's to undo."""
+    _undo.clear()
+
+
 class signals_deferred:
     """A block during which SIGINT, SIGTERM and SIGHUP wait (blocked) and are
     handled on leaving it: for making something and registering it with
@@ -87,6 +94,46 @@ class Fail(Exception):
 
 class Done(Exception):
     """Stop the chain without an error (after --help or --version)."""
+
+
+class Stop(Exception):
+    """Stop the chain with STATUS and no message (`if` after a failed
+    program: the program said why)."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+class Request:
+    """What a link's run() returns instead of the next argv when the rest
+    needs a child process (foreground, if, the accept servers): the driver
+    calls CARRY_OUT(spawn) and goes on with the argv it returns (it may
+    never return). spawn(argv, env, prepare=None) forks a child that calls
+    PREPARE(env), then runs the chain ARGV in-process and execs, and gives
+    the parent the child's pid; chainload.process says what a child gets.
+    Commands never fork themselves."""
+
+    def __init__(self, carry_out):
+        self.carry_out = carry_out
+
+
+def split_program(words):
+    """(prog, next-prog) of foreground and if: WORDS up to the first word
+    that is exactly ";", and the words after it. In PROG a word made only
+    of two or more ";" stands for one ";" fewer (";;" passes ";", and a
+    nested foreground's own ";" is written ";;"); next-prog is left as it
+    is. Usage errors (100) for an empty PROG, no ";" or nothing after it."""
+    if ";" not in words:
+        raise usage_error('No ";" ends the program to run first.')
+    end = words.index(";")
+    prog = [w[1:] if len(w) > 1 and w.strip(";") == "" else w for w in words[:end]]
+    if not prog:
+        raise usage_error('Missing program before ";".')
+    rest = words[end + 1:]
+    if not rest:
+        raise usage_error("Missing next program.")
+    return prog, rest
 
 
 def usage_error(message):

@@ -69,8 +69,16 @@ LISTENERS = ("local-seqpacket-socket-listen", "listen-seqpacket",
 # up in the DNS, or ("0", "*", "::") bind every address; tests may only use
 # the loopback addresses. Their refusals are rows of test_matrix.py.
 IP_LISTENERS = ("tcp-socket-listen", "listen-tcp", "udp-socket-listen", "listen-udp")
+# foreground and if: "prog... ; next-prog..." (their child runs main's
+# chain in a grandchild of the example, whose exec the recorder also
+# stops). Fuzzed as the first command only, their prog and next-prog made
+# of the other builtins. The accept servers loop forever once they have a
+# listener: only their refusals are fuzzed (fd 3 is never one here).
+SEQUENCES = ("foreground", "if")
+ACCEPTERS = ("tcp-socket-accept", "accept-tcp", "local-stream-socket-accept", "accept-stream",
+             "local-seqpacket-socket-accept", "accept-seqpacket")
 BUILTINS = tuple(n for n in (*chainload.chain.COMMANDS, *chainload.chain.ALIASES)
-                 if n not in IP_LISTENERS)
+                 if n not in IP_LISTENERS and n not in SEQUENCES and n not in ACCEPTERS)
 STATUSES = {chainload.core.EXIT_USAGE, chainload.core.EXIT_SYSTEM,
             chainload.core.EXIT_CANNOT_EXECUTE, chainload.core.EXIT_NOT_FOUND}
 
@@ -102,7 +110,7 @@ COMMAND_OPTIONS = {
     "setuidgid": options_of(setuidgid_mod.USAGE),
 }
 COMMAND_OPTIONS["listen-seqpacket"] = COMMAND_OPTIONS["local-seqpacket-socket-listen"]
-for _name in BUILTINS:  # every other command, from its own usage text
+for _name in (*BUILTINS, *SEQUENCES, *ACCEPTERS):  # every other one, from its usage
     if _name not in COMMAND_OPTIONS:
         COMMAND_OPTIONS[_name] = options_of(chainload.chain.load(_name).USAGE)
 
@@ -228,6 +236,14 @@ def link(draw, command, depth):
                     draw(st.one_of(a_path, st.sampled_from(["out", "dir/out", "new.log"])))]
     elif command in STATE_OPERANDS:
         operands = [draw(kind) for kind in STATE_OPERANDS[command]]
+    elif command in SEQUENCES:
+        # prog... ; next-prog...: the child is a chain too (the tail below
+        # may start with a builtin), and the separator may be missing,
+        # doubled (a literal ";") or first.
+        operands = [draw(st.one_of(st.sampled_from([";", ";;", ";;;", "true", "false"]),
+                                   odd_text)) for _ in range(draw(st.integers(0, 3)))]
+        operands += draw(tail(depth + 1))
+        operands.append(draw(st.sampled_from([";", ";", ";;", "true"])))
     else:
         operands = [draw(st.one_of(st.sampled_from(["nobody", "root", "daemon",
                                                     "no-such-user-chainload"]),
@@ -533,6 +549,18 @@ def check(argv, report, before, after, outside_before, outside_after, workdir, s
     for name in new:
         assert after[name][0][0] in kinds, where
 
+    if os.path.basename(argv[0]).removesuffix(".py") in SEQUENCES:
+        # The child's own messages come first on stderr, and `if` stops
+        # with whatever the child's status was: each line is still one of
+        # ours, and the parent ends in its exec or in one of its statuses.
+        assert all(": FATAL: " in ln or ln.startswith(("Usage:", " ")) or not ln
+                   for ln in stderr.splitlines()), where
+        if "exec" in report:
+            executed = report["exec"]
+            assert executed and argv[-len(executed):] == executed, where
+        else:
+            assert 0 <= report["status"] <= 255, where
+        return
     if "exec" in report:
         assert stderr == "", where
         executed = report["exec"]
@@ -660,7 +688,9 @@ def _preimport():
                                      "local-stream-socket-listen", "local-datagram-socket-listen",
                                      "fdmove", "setuidgid", "envdir", "umask", "softlimit",
                                      "adopt-socket", "envfile", "substitute", "clearenv",
-                                     "userenv", "install-dir", "fdredir", "hardlimit"])
+                                     "userenv", "install-dir", "fdredir", "hardlimit",
+                                     *SEQUENCES, "accept-tcp", "local-stream-socket-accept",
+                                     "accept-seqpacket"])
 def test_fuzz_command_line(command, space):
     @FUZZ
     @given(argv=command_line(command), env=environments,
@@ -711,6 +741,11 @@ def test_fuzz_command_line(command, space):
     ["fdredir", "-n", "0", "fifo", "true"],
     ["fdredir", "-a", "1", "new.log", "no-such-program-chainload"],
     ["hardlimit", "-o", "=", "-c", "unlimited", "true"],
+    ["foreground", "listen-seqpacket", "sock", "true", ";", "true"],
+    ["if", "false", ";", "true"],
+    ["if", "envdir", "/dev", "true", ";", "true"],
+    ["accept-stream", "-c", "0", "true"],
+    ["accept-tcp", "true"],
 ])
 def test_harness_sees_each_outcome(argv):
     """The harness itself: exec, each status and the file checks all work."""

@@ -164,7 +164,8 @@ def test_installed_names_and_skip():
     dry = make("-s", "-n", "install", "PREFIX=/nonexistent/prefix", "NO_CLASH=1").stdout
     line = next(ln for ln in dry.splitlines() if "tools/install.py" in ln)
     assert line.split(" man ", 1)[1].split() == ["fdmove", "setuidgid", "envdir",
-                                                 "softlimit", "umask", "fdredir", "hardlimit"]
+                                                 "softlimit", "umask", "fdredir", "hardlimit",
+                                                 "foreground", "if"]
 
 
 # --- what runs --------------------------------------------------------------------

@@ -92,7 +92,7 @@ def roff_sections(text):
 
 
 # \-\-name, not inside a longer run of dashes such as s\-w\-\-\-\-r\-T.
-LONG_IN_ROFF = re.compile(r"(?<![A-Za-z0-9])(?<!\\-)\\-\\-([a-z](?:[a-z0-9]|\\-)*)")
+LONG_IN_ROFF = re.compile(r"(?<![A-Za-z0-9])(?<!\\-)\\-\\-([a-z](?:[A-Za-z0-9]|\\-)*)")  # nosh: --no-kill-IP-options
 FONT = re.compile(r"\\f(?:[BIRP1-4]|\(..|\[[^]]*\])")
 
 
