@@ -82,6 +82,8 @@ def preload():
     import pwd  # noqa: F401
     import _socket  # noqa: F401
 
+    from chainload import listenfds  # noqa: F401  (--systemd-compatibility)
+
 
 # --- the protocol: fd 3+n, LISTEN_* and UPSTART_* ----------------------------------
 
