@@ -303,3 +303,21 @@ def test_no_installed_name_or_page_is_a_coreutils_or_util_linux_one():
               if "/bin/" in p or "/man1/" in p or "/man8/" in p}
     assert "setsid" in theirs and "ls" in theirs  # the listing worked
     assert not (names | pages) & theirs, sorted((names | pages) & theirs)
+
+
+def status_paragraphs(page):
+    """{status: its paragraph} of PAGE's EXIT STATUS section (.TP items)."""
+    status = roff_sections(page_source(page))["EXIT STATUS"]
+    items = re.split(r"^\.TP\n\.B (\d+)\n", status, flags=re.M)
+    return dict(zip(items[1::2], items[2::2]))
+
+
+@pytest.mark.parametrize("option", ["-o", "-g"])
+def test_install_dir_page_gives_the_status_of_an_id_out_of_range(option, tmp_path):
+    """A numeric user or group above 4294967294 is documented under the
+    status install-dir really exits with (core.numeric_id: 111)."""
+    proc = subprocess.run([command("install-dir"), option, "4294967295", str(tmp_path / "d"),
+                           "true"], capture_output=True, text=True, timeout=30)
+    assert "id out of range" in proc.stderr, proc.stderr
+    where = {s for s, text in status_paragraphs("install-dir").items() if "4294967294" in text}
+    assert where == {str(proc.returncode)}
