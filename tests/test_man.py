@@ -321,3 +321,16 @@ def test_install_dir_page_gives_the_status_of_an_id_out_of_range(option, tmp_pat
     assert "id out of range" in proc.stderr, proc.stderr
     where = {s for s, text in status_paragraphs("install-dir").items() if "4294967294" in text}
     assert where == {str(proc.returncode)}
+
+
+def test_readme_commands_table_has_a_row_for_every_command():
+    """Each command (with its aliases) is a row of the README's table,
+    linking its page: a merge once dropped the rows of three commands."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines()
+            if line.startswith("| `")}
+    for name in chain.COMMANDS:
+        aliases = [a for a, target in chain.ALIASES.items() if target == name]
+        first = ", ".join(f"`{n}`" for n in [name, *aliases])
+        assert first in rows, f"README.md: no commands table row for {first}"
+        assert f"[{name}(1)](man/{name}.1)" in rows[first], rows[first]
