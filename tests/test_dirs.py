@@ -285,12 +285,14 @@ def test_fdredir_non_blocking_opens_a_fifo_without_a_writer(tmp_path, probe):
 @pytest.mark.parametrize("option", ["--read", "--write"])
 def test_fdredir_waiting_for_a_fifo_dies_of_a_signal(tmp_path, option, signum):
     """Opening a FIFO waits for its other end; a supervisor's SIGTERM (or
-    SIGINT, SIGHUP) must still stop the chain then, and what it made goes."""
+    SIGINT, SIGHUP) must still stop the chain then, and what it made goes.
+    (The signal starts at its default: an ignored one is passed on as is.)"""
     fifo, made = tmp_path / "fifo", tmp_path / "made"
     os.mkfifo(fifo)
     proc = subprocess.Popen([command("fdredir"), "-w", "7", str(made),
                              "fdredir", option, "0", str(fifo), "true"],
-                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     try:
         # made exists: the first link ran; then the only wait is the FIFO's.
         for _ in range(3000):
