@@ -82,6 +82,8 @@ def preload():
     import pwd  # noqa: F401
     import _socket  # noqa: F401
 
+    from chainload import listenfds  # noqa: F401  (--systemd-compatibility)
+
 
 # --- the protocol: fd 3+n, LISTEN_* and UPSTART_* ----------------------------------
 
@@ -357,7 +359,7 @@ def run_local(args, env, kind):
     uid, gid = owner(args)
 
     # 2. The socket and its options.
-    kind = getattr(socket, kind)
+    command, kind = _LOCAL_COMMANDS[kind], getattr(socket, kind)
     try:
         sock = socket.socket(socket.AF_UNIX, kind)
     except OSError as e:
@@ -373,7 +375,7 @@ def run_local(args, env, kind):
                 except OSError as e:
                     raise core.system_error(f"{path}: {flag}", e) from None
         if not abstract:
-            lock = _lock_directory(name, path)
+            lock = _lock_directory(name, path, command)
         # 3. The bind. Until the file is registered for removal, a signal
         # must wait: else SIGINT just after bind() would leave it behind.
         with core.signals_deferred():
@@ -420,13 +422,18 @@ def run_local(args, env, kind):
     return args["<next-prog>"]
 
 
+# The command of each socket type (for a warning: the driver names the
+# command in a FATAL line itself).
+_LOCAL_COMMANDS = {"SOCK_STREAM": "local-stream-socket-listen",
+                   "SOCK_SEQPACKET": "local-seqpacket-socket-listen",
+                   "SOCK_DGRAM": "local-datagram-socket-listen"}
 # How long a start waits for the directory lock: held by another start for
 # well under a millisecond; longer only if something else holds it (flock(1)
 # on the directory).
 LOCK_WAIT = 5.0
 
 
-def _lock_directory(name, path):
+def _lock_directory(name, path, prog):
     """An exclusive flock(2) on the directory of the socket file NAME, held
     from before the bind until the socket listens: the look at a socket
     already there (live or stale), its replacement, the bind, the owner
@@ -439,7 +446,8 @@ def _lock_directory(name, path):
     The lock is on the directory itself, so no lock file is made or left
     behind (a killed start releases it with its descriptors). Returns the
     directory's descriptor, or None where the file system has no flock(2)
-    for directories (then starts are not serialized, as before).
+    for directories or another process held the lock for LOCK_WAIT (then
+    starts are not serialized, as before; PROG names the warning).
     """
     import fcntl
 
@@ -469,10 +477,13 @@ def _lock_directory(name, path):
                 raise core.system_error(f"{path}: Cannot lock its directory {directory}",
                                         e) from None
         if waited >= LOCK_WAIT:
+            # Anyone who can read the directory can hold its flock (nobody
+            # on /run): failing here would let any user stop every start
+            # there. Go on unserialized, as where flock is missing.
             os.close(fd)
-            raise core.Fail(core.EXIT_SYSTEM,
-                            f"{path}: Its directory {directory} stayed locked (flock) by "
-                            f"another process for {LOCK_WAIT:g} seconds.")
+            core.warn(prog, f"{directory}: Locked (flock) by another process for "
+                      f"{LOCK_WAIT:g} seconds; going on without the lock.")
+            return None
         import time  # built in; only a start that has to wait needs it
 
         time.sleep(delay)

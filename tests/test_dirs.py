@@ -13,8 +13,10 @@ import os
 import pwd
 import resource
 import shutil
+import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -277,6 +279,41 @@ def test_fdredir_non_blocking_opens_a_fifo_without_a_writer(tmp_path, probe):
     report = ok(run(["fdredir", "--non-blocking", "0", str(fifo), *probe], timeout=20))
     fd0 = report["fds"]["0"]
     assert fd0["mode"].startswith("p") and fd0["blocking"]  # blocking again
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("option", ["--read", "--write"])
+def test_fdredir_waiting_for_a_fifo_dies_of_a_signal(tmp_path, option, signum):
+    """Opening a FIFO waits for its other end; a supervisor's SIGTERM (or
+    SIGINT, SIGHUP) must still stop the chain then, and what it made goes.
+    (The signal starts at its default: an ignored one is passed on as is.)"""
+    fifo, made = tmp_path / "fifo", tmp_path / "made"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([command("fdredir"), "-w", "7", str(made),
+                             "fdredir", option, "0", str(fifo), "true"],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
+    try:
+        # made exists: the first link ran; then the only wait is the FIFO's.
+        for _ in range(3000):
+            if made.exists() and _state(proc.pid) == "S":
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.stderr.read()
+        os.kill(proc.pid, signum)
+        status = proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert status == -signum
+    assert not made.exists()
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def test_fdredir_as_non_root(world_tmp, probe):

@@ -930,6 +930,25 @@ def test_locked_directory_waits_then_says_so(tmp_path, probe):
     assert_listener(sock(json.loads(out.splitlines()[-1]), 3), str(d / "s"))
 
 
+def test_a_lock_held_by_another_user_does_not_stop_the_start(world_tmp, probe):
+    """Anyone who can read the directory can flock(2) it: a user holding
+    the lock on /run must not make every listener there fail. After the
+    wait the start goes on without the lock, with one warning line."""
+    d = world_tmp / "run"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    holder = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # held for the whole start
+        r = run([LISTEN, str(d / "s"), *probe], env=clean_env())
+    finally:
+        os.close(holder)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"local-seqpacket-socket-listen: WARNING: {d}: Locked (flock) by another process for "
+                        "5 seconds; going on without the lock.\n")
+    assert_listener(sock(r.report, 3), str(d / "s"))
+
+
 NO_PROC = 'mount -t tmpfs none /proc || exit 99; exec "$@"'
 
 

@@ -303,3 +303,34 @@ def test_no_installed_name_or_page_is_a_coreutils_or_util_linux_one():
               if "/bin/" in p or "/man1/" in p or "/man8/" in p}
     assert "setsid" in theirs and "ls" in theirs  # the listing worked
     assert not (names | pages) & theirs, sorted((names | pages) & theirs)
+
+
+def status_paragraphs(page):
+    """{status: its paragraph} of PAGE's EXIT STATUS section (.TP items)."""
+    status = roff_sections(page_source(page))["EXIT STATUS"]
+    items = re.split(r"^\.TP\n\.B (\d+)\n", status, flags=re.M)
+    return dict(zip(items[1::2], items[2::2]))
+
+
+@pytest.mark.parametrize("option", ["-o", "-g"])
+def test_install_dir_page_gives_the_status_of_an_id_out_of_range(option, tmp_path):
+    """A numeric user or group above 4294967294 is documented under the
+    status install-dir really exits with (core.numeric_id: 111)."""
+    proc = subprocess.run([command("install-dir"), option, "4294967295", str(tmp_path / "d"),
+                           "true"], capture_output=True, text=True, timeout=30)
+    assert "id out of range" in proc.stderr, proc.stderr
+    where = {s for s, text in status_paragraphs("install-dir").items() if "4294967294" in text}
+    assert where == {str(proc.returncode)}
+
+
+def test_readme_commands_table_has_a_row_for_every_command():
+    """Each command (with its aliases) is a row of the README's table,
+    linking its page: a merge once dropped the rows of three commands."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines()
+            if line.startswith("| `")}
+    for name in chain.COMMANDS:
+        aliases = [a for a, target in chain.ALIASES.items() if target == name]
+        first = ", ".join(f"`{n}`" for n in [name, *aliases])
+        assert first in rows, f"README.md: no commands table row for {first}"
+        assert f"[{name}(1)](man/{name}.1)" in rows[first], rows[first]

@@ -140,3 +140,38 @@ def test_unusual_refusal_after_setuidgid(case, hidden_python, workdir):
     line = check_one_fatal(proc, f"{argv!r}: ")
     assert proc.returncode == status, line
     assert text in line, line
+
+
+# Chains that must WORK after the drop: everything the new links import at
+# run time is loaded before setuidgid. (With --systemd-compatibility a
+# listener and adopt-socket use chainload.listenfds; FD is a socket's.)
+WORKING = {
+    "listen-stream-systemd": ["listen-stream", "--systemd-compatibility", "s.sock", "env"],
+    "listen-udp-systemd": ["listen-udp", "--systemd-compatibility", "127.0.0.1", "53535", "env"],
+    "adopt-socket-systemd": ["adopt-socket", "--systemd-compatibility", "--fd-name", "x", "FD",
+                             "env"],
+    "adopt-socket": ["adopt-socket", "FD", "env"],
+    "envfile": ["envfile", "env.conf", "env"],
+    "substitute": ["setenv", "V", "a b", "substitute", "env", "X=${V}"],
+    "clearenv": ["clearenv", "--keep-path", "env"],
+    "userenv": ["userenv", "nobody", "env"],
+    "install-dir": ["install-dir", "-m", "0700", "made/dir", "env"],
+    "fdredir": ["fdredir", "-w", "6", "out.log", "env"],
+    "hardlimit": ["hardlimit", "-o", "512", "--locks", "9", "env"],
+}
+
+
+@pytest.mark.parametrize("case", WORKING)
+def test_new_links_work_after_setuidgid(case, hidden_python, workdir):
+    import socket
+
+    (workdir / "env.conf").write_text("A='1 2'\n")
+    os.chmod(workdir / "env.conf", 0o644)
+    left, right = socket.socketpair()
+    with left, right:
+        argv = [str(left.fileno()) if w == "FD" else w for w in WORKING[case]]
+        proc = subprocess.run([*hidden_python, "setuidgid", "nobody", *argv], cwd=workdir,
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=30,
+                              env=ENV, pass_fds=(left.fileno(),))
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stderr == b""

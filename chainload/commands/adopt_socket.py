@@ -18,6 +18,8 @@ Options:
   -h, --help                 Show this help and exit.
 """
 
+preload = listen.preload  # after an earlier setuidgid: chainload.listenfds
+
 
 def run(args, env):
     listen.adopt(args["<fd>"], env, listen.passing_options(args))

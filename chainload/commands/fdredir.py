@@ -39,8 +39,7 @@ def run(args, env):
     if args["--non-blocking"]:
         flags |= os.O_NONBLOCK
     where = f"fd {fd}: {path}"
-    with core.signals_deferred():  # a file made here is removed on failure
-        opened = _open(core.encode(path), flags, where)
+    opened = _open(core.encode(path), flags, where)
     try:
         if args["--non-blocking"]:
             os.set_blocking(opened, True)
@@ -58,16 +57,28 @@ def run(args, env):
 
 def _open(raw, flags, where):
     """os.open(RAW, FLAGS, 0o666); a file that this call creates is removed
-    if the chain fails (on_abort), as a listener removes its socket."""
+    if the chain fails (on_abort), as a listener removes its socket. Only
+    the making waits for signals: opening a FIFO may wait for its other
+    end, and a SIGTERM must stop the chain then."""
     try:
-        if not flags & os.O_CREAT:
-            return os.open(raw, flags)
-        try:  # O_EXCL first, to know whether the file is ours
-            opened = os.open(raw, flags | os.O_EXCL, 0o666)
-        except FileExistsError:
-            return os.open(raw, flags & ~os.O_CREAT)
+        if flags & os.O_CREAT:
+            with core.signals_deferred():  # made and registered as one step
+                opened = _create(raw, flags)
+            if opened is not None:
+                return opened
+            flags &= ~os.O_CREAT  # it exists: open it as it is
+        return os.open(raw, flags)
     except (OSError, ValueError) as e:  # ValueError: a NUL in FILE
         raise core.system_error(where, e) from None
+
+
+def _create(raw, flags):
+    """The descriptor of RAW made by this call with O_EXCL (registered for
+    removal), or None if RAW exists."""
+    try:
+        opened = os.open(raw, flags | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return None
     st = os.fstat(opened)
     try:  # by its full name: a later chdir must not change which file it is
         raw = os.path.join(os.getcwdb(), raw)
