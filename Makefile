@@ -61,19 +61,37 @@ $(STAMP): $(SOURCES) | venv-base
 venv-base:
 	@$(call ensure_venv,$(VENV))
 
-# Debian tools some tests use; installed when we can (root with apt-get),
-# otherwise the tests that need them skip and say why.
+# Debian tools and daemons some tests use; installed when we can (root with
+# apt-get), otherwise the tests that need them skip and say why. Daemons
+# (dbus, sshd, uuidd, saned) are installed with a policy-rc.d that exits
+# 101, so that none of their services starts: the tests start them
+# themselves, through chainload. An existing policy-rc.d is left alone.
+# command-or-path:package pairs; a path is tested with -e.
+TOOLS := mandoc:mandoc strace:strace ss:iproute2 \
+	/usr/share/i18n/charmaps/BIG5-HKSCS.gz:locales \
+	s6-svscan:s6 execlineb:execline tcpserver:ucspi-tcp rsync:rsync git:git \
+	socat:socat /usr/sbin/uuidd:uuid-runtime dbus-daemon:dbus dbus-send:dbus \
+	/usr/sbin/sshd:openssh-server ssh-keyscan:openssh-client /usr/sbin/saned:sane-utils \
+	/usr/bin/time:time valgrind:valgrind
+
 tools:
 	@missing=""; \
-	command -v mandoc >/dev/null 2>&1 || missing="$$missing mandoc"; \
-	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
-	command -v ss >/dev/null 2>&1 || missing="$$missing iproute2"; \
-	[ -e /usr/share/i18n/charmaps/BIG5-HKSCS.gz ] || missing="$$missing locales"; \
+	for pair in $(TOOLS); do \
+		what=$${pair%:*}; package=$${pair##*:}; \
+		case $$what in /*) [ -e "$$what" ] ;; *) command -v "$$what" >/dev/null 2>&1 ;; esac \
+			|| case " $$missing " in *" $$package "*) ;; *) missing="$$missing $$package" ;; esac; \
+	done; \
 	ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || missing="$$missing libnss-wrapper"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing:$$missing"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+		policy=""; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
+		fi; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null) \
 			|| echo "could not install$$missing; tests that need them will skip"; \
+		[ -z "$$policy" ] || rm -f $$policy; \
 	fi
 
 test: venv tools lint
