@@ -168,6 +168,22 @@ def preload(argv):
                 module.preload()
 
 
+def preparse(argv):
+    """Parse, ahead, the links a child of a server will run from ARGV
+    (core.preparse): every bare builtin name among ARGV with the words
+    after it, as the link would be parsed if the chain reached it there
+    (a link run with other words, as after substitute, is parsed then).
+    Each child of the server is a copy of it: the parse is done once, not
+    once per connection."""
+    for i, word in enumerate(argv):
+        if is_builtin(word):
+            try:
+                module = load(word)
+            except core.Fail:
+                continue  # the child says so
+            core.preparse(module.USAGE, argv[i + 1:], getattr(module, "PARSED", None))
+
+
 class Chain:
     """The state of a running chain, for messages: which command is running."""
 
@@ -216,10 +232,58 @@ def _spawner(prog):
         state.prog = prog
         return guarded(state, _prepared, prepare, argv, env, state)
 
-    def spawn(argv, env, prepare=None):
+    parsed = []  # the argv whose links were parsed ahead (preparse)
+
+    def spawn(argv, env, prepare=None, program=None):
+        # PROGRAM: a server's (see core.Request), which spawns many
+        # children of the same ARGV.
+        if program is None:
+            pass
+        elif not is_builtin(argv[0]):
+            if not getattr(env, "raw", None) and process.direct_ok():
+                direct = program()
+                if direct is not None:
+                    pid = _spawn_program(argv, *direct)
+                    if pid is not None:
+                        return pid
+        elif not parsed or parsed[0] is not argv:
+            parsed[:] = [argv]
+            preparse(argv)
         return process.spawn(run, argv, env, prepare)
 
     return spawn
+
+
+def _spawn_program(argv, env, file_actions):
+    """Start program ARGV with posix_spawn (process.spawn_program) where
+    the forked child would exec it: ENV the child's environment, as
+    prepared in the parent. The pid, or None whenever the child would not
+    simply exec the first file found (an argument with a NUL, an entry
+    os.execve cannot pass, no file found, a file that would not run): the
+    forked child then does the same search and gives the same message
+    and status as it always does."""
+    if any("\0" in a for a in argv):
+        return None
+    try:
+        exec_env = _exec_env(_environment(env))
+    except core.Fail:
+        return None
+    if exec_env is None:
+        return None
+    args = [core.encode(a) for a in argv]
+    for candidate, directory in _candidates(argv[0], args[0], env):
+        if directory is not None:
+            try:
+                os.stat(candidate)
+            except OSError as e:
+                if e.errno in _NEXT or e.errno == errno.EACCES:
+                    continue
+                return None
+        try:
+            return process.spawn_program(candidate, args, exec_env, file_actions)
+        except OSError:
+            return None
+    return None
 
 
 def _prepared(prepare, argv, env, state):
@@ -527,6 +591,18 @@ def _execve_raw(path, argv, environment):
     raise OSError(err, os.strerror(err))
 
 
+def _candidates(name, encoded, env):
+    """[(file, directory of PATH or None)] to try for program NAME (ENCODED
+    its bytes), in order, as execvp(3) tries them (PATH from ENV)."""
+    if not name:
+        return []
+    if "/" in name:
+        return [(encoded, None)]
+    path = env.get("PATH", os.defpath)
+    return [(d + b"/" + encoded, d) for d in
+            (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
+
+
 def execute(argv, env):
     """Replace this process with ARGV, found as execvp(3) finds it (PATH from
     ENV; a name with "/" is used as it is); only returns by raising Fail."""
@@ -535,14 +611,7 @@ def execute(argv, env):
         raise core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name}: An argument contains a NUL byte.")
     environment = _environment(env)
     args = [core.encode(a) for a in argv]
-    if not name:
-        candidates = []
-    elif "/" in name:
-        candidates = [(args[0], None)]
-    else:
-        path = env.get("PATH", os.defpath)
-        candidates = [(d + b"/" + args[0], d) for d in
-                      (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
+    candidates = _candidates(name, args[0], env)
     exec_env = _exec_env(environment)
     error, denied, unsearchable = errno.ENOENT, False, None
     process.end_children()

@@ -427,3 +427,98 @@ def test_git_daemon_inetd_serves_a_repository(servers, tmp_path):
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert f"{head}\trefs/heads/main" in out.stdout
+
+
+# --- a program alone after the server: posix_spawn, same start as a fork ------------
+
+def _same_start(report):
+    """What must not differ between two connections' programs."""
+    e = environ_of(report)
+    e.pop("TCPREMOTEPORT"), e.pop("TCPLOCALPORT")  # two servers (each its stderr pipe)
+    fds = {fd: {k: v for k, v in d.items() if k not in ("ino", "name", "target")}
+           for fd, d in report["fds"].items()}
+    keep = {k: report[k] for k in ("umask", "cwd", "argv") if k in report}
+    return e, fds, keep
+
+
+def test_program_alone_is_spawned_with_what_a_forked_child_gets(probe, servers):
+    """`accept-tcp PROG` starts PROG with posix_spawn (no fork of the server);
+    `accept-tcp unsetenv NAME PROG` (a builtin that changes nothing here)
+    forks a child that runs the link: both programs get the same
+    environment, descriptors and signal state."""
+    def preexec():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    from test_signals import GREP, status_masks
+    env = {**os.environ, "LISTEN_FDNAMES": "stale", "TCPREMOTEHOST": "stale"}
+    reports, masks = [], []
+    for links in ([], ["unsetenv", "CHAINLOAD_NOT_SET"]):
+        server = tcp_server(["accept-tcp", *links, *probe], env=env, preexec_fn=preexec)
+        servers.append(server)
+        reports.append(json.loads(server.talk()))
+        server = tcp_server(["accept-tcp", *links, *GREP], env=env, preexec_fn=preexec)
+        servers.append(server)
+        masks.append(status_masks(server.talk().decode()))
+    assert _same_start(reports[0]) == _same_start(reports[1])
+    e, fds, _ = _same_start(reports[0])
+    assert set(fds) == {"0", "1", "2"} and e["PROTO"] == "TCP"
+    assert "LISTEN_FDNAMES" not in e and "TCPREMOTEHOST" not in e
+    assert masks[0] == masks[1]
+    assert masks[0]["SigBlk"] == {signal.SIGUSR1}
+    assert masks[0]["SigIgn"] & {signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ,
+                                 signal.SIGCHLD} == {signal.SIGHUP}
+    assert not masks[0]["SigCgt"] & {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+
+
+def test_program_alone_costs_a_vfork_not_a_fork(servers, tmp_path):
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (make test installs it as root)")
+    log = tmp_path / "strace.log"
+    port = free_port()
+    server = Server([strace, "-f", "-qq", "-o", str(log), "-e", "trace=clone,clone3,fork,vfork",
+                     command("listen-tcp"), "127.0.0.1", str(port), "accept-tcp",
+                     "/bin/echo", "hi"],
+                    lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
+    servers.append(server)
+    assert server.talk() == b"hi\n"
+    time.sleep(0.3)
+    (chain,) = server.children()
+    os.kill(int(chain), signal.SIGTERM)
+    server.proc.communicate(timeout=20)
+    clones = [ln for ln in log.read_text().splitlines() if "clone" in ln or "fork(" in ln]
+    assert len(clones) == 2, clones  # the readiness check's connection and this one
+    assert all("CLONE_VFORK" in ln and "CLONE_VM" in ln for ln in clones), clones
+
+
+def test_program_not_found_is_the_forked_childs_fatal_line_and_127(servers, tmp_path):
+    """When posix_spawn cannot start the program, the forked child tries
+    the same PATH search and fails as it always did: one FATAL line and
+    status 127 per connection, the server going on."""
+    server = tcp_server(["accept-tcp", "--verbose", "no-such-program-chainload"])
+    servers.append(server)
+    for _ in range(2):
+        assert server.talk() == b""
+    time.sleep(0.3)
+    assert server.proc.poll() is None and server.children() == []
+    err = server.stop()
+    lines = err.splitlines()
+    fatal = "accept-tcp: FATAL: no-such-program-chainload: No such file or directory"
+    assert lines.count(fatal) == 3  # the readiness check's and these two
+    assert sum(ln.startswith("tcp-socket-accept: end ") and ": exit 127 (" in ln
+               for ln in lines) == 3
+    assert "Traceback" not in err
+
+
+def test_links_parsed_ahead_still_print_help_and_refuse_bad_words(servers):
+    """The server parses the later links once (each child is a copy of it),
+    but --help and usage errors stay the child's, connection by connection."""
+    server = tcp_server(["accept-tcp", "setenv", "--help"])
+    servers.append(server)
+    assert server.talk().startswith(b"Usage: setenv ")
+    bad = tcp_server(["accept-tcp", "umask", "99x", "true"])
+    servers.append(bad)
+    assert bad.talk() == b""
+    err = bad.stop()
+    assert err.count("umask: FATAL: ") == 2 and "Traceback" not in err
