@@ -138,8 +138,14 @@ def is_builtin(name):
     return "/" not in name and (name in COMMANDS or name in ALIASES)
 
 
+_loaded = {}  # name -> module: a dict look-up, not an import statement, each time
+
+
 def load(name):
     """The module of builtin NAME, imported on first use."""
+    found = _loaded.get(name)
+    if found is not None:
+        return found
     module, _ = COMMANDS[ALIASES.get(name, name)]
     full = "chainload.commands." + module
     try:
@@ -148,7 +154,8 @@ def load(name):
         raise core.system_error("Cannot load the command", e) from None
     except ImportError as e:  # unreadable after setuidgid, no memory to map it, ...
         raise core.Fail(core.EXIT_SYSTEM, f"Cannot load the command: {e}") from None
-    return sys.modules[full]
+    found = _loaded[name] = sys.modules[full]
+    return found
 
 
 def preload(argv):
@@ -249,6 +256,7 @@ def _spawner(prog):
         elif not parsed or parsed[0] is not argv:
             parsed[:] = [argv]
             preparse(argv)
+            encode_ahead(env)
         return process.spawn(run, argv, env, prepare)
 
     return spawn
@@ -265,7 +273,7 @@ def _spawn_program(argv, env, file_actions):
     if any("\0" in a for a in argv):
         return None
     try:
-        exec_env = _exec_env(_environment(env))
+        exec_env = _exec_pairs(env)
     except core.Fail:
         return None
     if exec_env is None:
@@ -532,6 +540,41 @@ def _entry(name, value):
     return core.encode(name) + b"=" + core.encode(value)
 
 
+# (name, value) -> (NAME, VALUE) as bytes, checked: the server's variables,
+# encoded once before its children (encode_ahead) instead of in each.
+_pairs = {}
+
+
+def _pair(name, value):
+    pair = _pairs.get((name, value))
+    if pair is None:
+        entry = _entry(name, value)
+        pair = core.encode(name), entry[len(core.encode(name)) + 1:]
+    return pair
+
+
+def encode_ahead(env):
+    """Encode ENV's variables for _exec_pairs now, in a server: its
+    children's environments are mostly its own."""
+    for name, value in env.items():
+        try:
+            _pairs[(name, value)] = _pair(name, value)
+        except core.Fail:
+            pass  # the child says so
+
+
+def _exec_pairs(env):
+    """ENV as os.execve takes it, or None when it holds entries a dict
+    cannot (Environ.raw): then _environment() and _execve_raw."""
+    if getattr(env, "raw", None):
+        return None
+    exec_env = {}
+    for name, value in env.items():
+        encoded_name, encoded_value = _pair(name, value)
+        exec_env[encoded_name] = encoded_value
+    return exec_env
+
+
 def _environment(env):
     """ENV as the list of NAME=VALUE byte strings for execve(2), in the
     order the chain got them, new variables last."""
@@ -609,10 +652,12 @@ def execute(argv, env):
     name = argv[0]
     if any("\0" in a for a in argv):
         raise core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name}: An argument contains a NUL byte.")
-    environment = _environment(env)
+    exec_env, environment = _exec_pairs(env), None
+    if exec_env is None:  # entries a dict cannot hold: as they came
+        environment = _environment(env)
+        exec_env = _exec_env(environment)
     args = [core.encode(a) for a in argv]
     candidates = _candidates(name, args[0], env)
-    exec_env = _exec_env(environment)
     error, denied, unsearchable = errno.ENOENT, False, None
     process.end_children()
     process.for_exec(True)

@@ -522,3 +522,22 @@ def test_links_parsed_ahead_still_print_help_and_refuse_bad_words(servers):
     assert bad.talk() == b""
     err = bad.stop()
     assert err.count("umask: FATAL: ") == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("links", [[], ["setenv", "CHAINLOAD_SET", "new"]],
+                         ids=["spawned", "forked"])
+def test_environment_bytes_pass_exactly_through_both_paths(links, probe, servers):
+    """The server encodes its variables once (chain.encode_ahead) and both
+    the posix_spawn path and a forked child's exec pass them on byte for
+    byte, in order, with what a link changed and the UCSPI variables."""
+    env = {**os.environb, b"CHAINLOAD_RAW": b"\xff\xfe=x", b"CHAINLOAD_SET": b"old"}
+    server = tcp_server(["accept-tcp", *links, *probe], env=env)
+    servers.append(server)
+    report = json.loads(server.talk())
+    entries = [bytes.fromhex(h) for h in report["environ_hex"]]
+    assert b"CHAINLOAD_RAW=\xff\xfe=x" in entries
+    assert (b"CHAINLOAD_SET=new" if links else b"CHAINLOAD_SET=old") in entries
+    given = [k + b"=" for k in env if not k.startswith(b"LISTEN_")]
+    names = [e.partition(b"=")[0] + b"=" for e in entries]
+    assert [n for n in names if n in given] == given  # the order as given
+    assert names[len(given):][:1] == [b"PROTO="]  # the new ones after
