@@ -256,24 +256,31 @@ def test_child_gets_the_signal_state_the_server_inherited(servers):
         time.sleep(0.02)
 
 
-def test_each_connection_costs_a_fork_and_one_exec(servers, tmp_path):
+def traced(servers, tmp_path, trace, argv, reply):
+    """The lines strace -f -e trace=TRACE wrote while a TCP server chain
+    ending in ARGV answered one connection with REPLY (and the readiness
+    check's before it)."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed (make test installs it as root)")
     log = tmp_path / "strace.log"
     port = free_port()
-    server = Server([strace, "-f", "-qq", "-o", str(log), "-e", "trace=execve,openat,open",
-                     command("listen-tcp"), "127.0.0.1", str(port), "accept-tcp",
-                     "setenv", "X", "1", "umask", "077", "fdmove", "-c", "2", "1",
-                     "sh", "-c", "echo $X"],
+    server = Server([strace, "-f", "-qq", "-o", str(log), "-e", f"trace={trace}",
+                     command("listen-tcp"), "127.0.0.1", str(port), *argv],
                     lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
     servers.append(server)
-    assert server.talk() == b"1\n"
+    assert server.talk() == reply
     time.sleep(0.3)
     (chain,) = server.children()  # strace's child: stop the server, not strace
     os.kill(int(chain), signal.SIGTERM)
     server.proc.communicate(timeout=20)
-    lines = log.read_text().splitlines()
+    return log.read_text().splitlines()
+
+
+def test_each_connection_costs_a_fork_and_one_exec(servers, tmp_path):
+    lines = traced(servers, tmp_path, "execve,openat,open",
+                   ["accept-tcp", "setenv", "X", "1", "umask", "077", "fdmove", "-c", "2", "1",
+                    "sh", "-c", "echo $X"], b"1\n")
     pids = [int(ln.split()[0]) for ln in lines]
     first = pids[0]
     opened_after_fork = [ln for ln, pid in zip(lines, pids) if pid != first
@@ -472,22 +479,9 @@ def test_program_alone_is_spawned_with_what_a_forked_child_gets(probe, servers):
 
 
 def test_program_alone_costs_a_vfork_not_a_fork(servers, tmp_path):
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("strace is not installed (make test installs it as root)")
-    log = tmp_path / "strace.log"
-    port = free_port()
-    server = Server([strace, "-f", "-qq", "-o", str(log), "-e", "trace=clone,clone3,fork,vfork",
-                     command("listen-tcp"), "127.0.0.1", str(port), "accept-tcp",
-                     "/bin/echo", "hi"],
-                    lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
-    servers.append(server)
-    assert server.talk() == b"hi\n"
-    time.sleep(0.3)
-    (chain,) = server.children()
-    os.kill(int(chain), signal.SIGTERM)
-    server.proc.communicate(timeout=20)
-    clones = [ln for ln in log.read_text().splitlines() if "clone" in ln or "fork(" in ln]
+    lines = traced(servers, tmp_path, "clone,clone3,fork,vfork",
+                   ["accept-tcp", "/bin/echo", "hi"], b"hi\n")
+    clones = [ln for ln in lines if "clone" in ln or "fork(" in ln]
     assert len(clones) == 2, clones  # the readiness check's connection and this one
     assert all("CLONE_VFORK" in ln and "CLONE_VM" in ln for ln in clones), clones
 
