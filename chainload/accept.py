@@ -19,7 +19,9 @@ spawn: chainload.process has the child's rules). The steps:
    on fds 0 and 1 and the listener closed (or, with
    --systemd-compatibility, the connection on fd 3 and LISTEN_FDS=1,
    LISTEN_PID=the child, LISTEN_FDNAMES=connection), the socket options,
-   and the UCSPI variables.
+   and the UCSPI variables. When a program alone follows the server, the
+   driver may posix_spawn it instead, all of that done by the server
+   (program_for; see chainload.process).
 
 SIGINT, SIGTERM and SIGHUP keep the chain's own handling: the server stops
 accepting, removes what the chain made (a listener's socket file) and dies
@@ -180,8 +182,27 @@ def request(sock, argv, env, prog, describe, setup, *, limit, verbose, systemd):
             _connection_on(conn, child_env, systemd)
         return prepare
 
+    def program_for(conn, address):
+        """What prepare_for(conn, address) would do, done in the server for
+        a program spawned straight away (core.Request: PROGRAM): the
+        child's environment and the descriptors as file actions."""
+        if systemd or conn <= LISTENER_FD:
+            return None  # LISTEN_PID is the child's; a low conn needs moving first
+
+        def program():
+            child_env = dict(env)
+            try:
+                setup(conn, address, child_env)  # socket options: the same socket
+            except core.Fail:
+                return None  # the forked child fails and says so
+            for name in _SERVER_VARIABLES:
+                child_env.pop(name, None)
+            return child_env, ((os.POSIX_SPAWN_DUP2, conn, 0), (os.POSIX_SPAWN_DUP2, conn, 1),
+                               (os.POSIX_SPAWN_CLOSE, LISTENER_FD))
+        return program
+
     def carry_out(spawn):
-        serve(sock, spawn, argv, env, prog, describe, prepare_for, limit, verbose)
+        serve(sock, spawn, argv, env, prog, describe, prepare_for, program_for, limit, verbose)
     return core.Request(carry_out)
 
 
@@ -205,7 +226,7 @@ def _status(wstatus):
     return f"exit {os.waitstatus_to_exitcode(wstatus)}"
 
 
-def serve(sock, spawn, argv, env, prog, describe, prepare_for, limit, verbose):
+def serve(sock, spawn, argv, env, prog, describe, prepare_for, program_for, limit, verbose):
     """Accept forever (see the module's docstring); never returns."""
     import select
     import time
@@ -250,7 +271,7 @@ def serve(sock, spawn, argv, env, prog, describe, prepare_for, limit, verbose):
             raise core.system_error(f"accept on descriptor {LISTENER_FD}", e) from None
         peer = describe(conn, address) if verbose else None
         try:
-            pid = spawn(argv, env, prepare_for(conn, address))
+            pid = spawn(argv, env, prepare_for(conn, address), program_for(conn, address))
         except OSError as e:
             _say(prog, f"fork: {os.strerror(e.errno)}; connection closed, trying again.")
             os.close(conn)

@@ -138,8 +138,14 @@ def is_builtin(name):
     return "/" not in name and (name in COMMANDS or name in ALIASES)
 
 
+_loaded = {}  # name -> module: a dict look-up, not an import statement, each time
+
+
 def load(name):
     """The module of builtin NAME, imported on first use."""
+    found = _loaded.get(name)
+    if found is not None:
+        return found
     module, _ = COMMANDS[ALIASES.get(name, name)]
     full = "chainload.commands." + module
     try:
@@ -148,7 +154,8 @@ def load(name):
         raise core.system_error("Cannot load the command", e) from None
     except ImportError as e:  # unreadable after setuidgid, no memory to map it, ...
         raise core.Fail(core.EXIT_SYSTEM, f"Cannot load the command: {e}") from None
-    return sys.modules[full]
+    found = _loaded[name] = sys.modules[full]
+    return found
 
 
 def preload(argv):
@@ -166,6 +173,22 @@ def preload(argv):
             module = load(word)
             if hasattr(module, "preload"):
                 module.preload()
+
+
+def preparse(argv):
+    """Parse, ahead, the links a child of a server will run from ARGV
+    (core.preparse): every bare builtin name among ARGV with the words
+    after it, as the link would be parsed if the chain reached it there
+    (a link run with other words, as after substitute, is parsed then).
+    Each child of the server is a copy of it: the parse is done once, not
+    once per connection."""
+    for i, word in enumerate(argv):
+        if is_builtin(word):
+            try:
+                module = load(word)
+            except core.Fail:
+                continue  # the child says so
+            core.preparse(module.USAGE, argv[i + 1:], getattr(module, "PARSED", None))
 
 
 class Chain:
@@ -216,10 +239,59 @@ def _spawner(prog):
         state.prog = prog
         return guarded(state, _prepared, prepare, argv, env, state)
 
-    def spawn(argv, env, prepare=None):
+    parsed = []  # the argv whose links were parsed ahead (preparse)
+
+    def spawn(argv, env, prepare=None, program=None):
+        # PROGRAM: a server's (see core.Request), which spawns many
+        # children of the same ARGV.
+        if program is None:
+            pass
+        elif not is_builtin(argv[0]):
+            if not getattr(env, "raw", None) and process.direct_ok():
+                direct = program()
+                if direct is not None:
+                    pid = _spawn_program(argv, *direct)
+                    if pid is not None:
+                        return pid
+        elif not parsed or parsed[0] is not argv:
+            parsed[:] = [argv]
+            preparse(argv)
+            encode_ahead(env)
         return process.spawn(run, argv, env, prepare)
 
     return spawn
+
+
+def _spawn_program(argv, env, file_actions):
+    """Start program ARGV with posix_spawn (process.spawn_program) where
+    the forked child would exec it: ENV the child's environment, as
+    prepared in the parent. The pid, or None whenever the child would not
+    simply exec the first file found (an argument with a NUL, an entry
+    os.execve cannot pass, no file found, a file that would not run): the
+    forked child then does the same search and gives the same message
+    and status as it always does."""
+    if any("\0" in a for a in argv):
+        return None
+    try:
+        exec_env = _exec_pairs(env)
+    except core.Fail:
+        return None
+    if exec_env is None:
+        return None
+    args = [core.encode(a) for a in argv]
+    for candidate, directory in _candidates(argv[0], args[0], env):
+        if directory is not None:
+            try:
+                os.stat(candidate)
+            except OSError as e:
+                if e.errno in _NEXT or e.errno == errno.EACCES:
+                    continue
+                return None
+        try:
+            return process.spawn_program(candidate, args, exec_env, file_actions)
+        except OSError:
+            return None
+    return None
 
 
 def _prepared(prepare, argv, env, state):
@@ -468,6 +540,41 @@ def _entry(name, value):
     return core.encode(name) + b"=" + core.encode(value)
 
 
+# (name, value) -> (NAME, VALUE) as bytes, checked: the server's variables,
+# encoded once before its children (encode_ahead) instead of in each.
+_pairs = {}
+
+
+def _pair(name, value):
+    pair = _pairs.get((name, value))
+    if pair is None:
+        entry = _entry(name, value)
+        pair = core.encode(name), entry[len(core.encode(name)) + 1:]
+    return pair
+
+
+def encode_ahead(env):
+    """Encode ENV's variables for _exec_pairs now, in a server: its
+    children's environments are mostly its own."""
+    for name, value in env.items():
+        try:
+            _pairs[(name, value)] = _pair(name, value)
+        except core.Fail:
+            pass  # the child says so
+
+
+def _exec_pairs(env):
+    """ENV as os.execve takes it, or None when it holds entries a dict
+    cannot (Environ.raw): then _environment() and _execve_raw."""
+    if getattr(env, "raw", None):
+        return None
+    exec_env = {}
+    for name, value in env.items():
+        encoded_name, encoded_value = _pair(name, value)
+        exec_env[encoded_name] = encoded_value
+    return exec_env
+
+
 def _environment(env):
     """ENV as the list of NAME=VALUE byte strings for execve(2), in the
     order the chain got them, new variables last."""
@@ -527,23 +634,30 @@ def _execve_raw(path, argv, environment):
     raise OSError(err, os.strerror(err))
 
 
+def _candidates(name, encoded, env):
+    """[(file, directory of PATH or None)] to try for program NAME (ENCODED
+    its bytes), in order, as execvp(3) tries them (PATH from ENV)."""
+    if not name:
+        return []
+    if "/" in name:
+        return [(encoded, None)]
+    path = env.get("PATH", os.defpath)
+    return [(d + b"/" + encoded, d) for d in
+            (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
+
+
 def execute(argv, env):
     """Replace this process with ARGV, found as execvp(3) finds it (PATH from
     ENV; a name with "/" is used as it is); only returns by raising Fail."""
     name = argv[0]
     if any("\0" in a for a in argv):
         raise core.Fail(core.EXIT_CANNOT_EXECUTE, f"{name}: An argument contains a NUL byte.")
-    environment = _environment(env)
+    exec_env, environment = _exec_pairs(env), None
+    if exec_env is None:  # entries a dict cannot hold: as they came
+        environment = _environment(env)
+        exec_env = _exec_env(environment)
     args = [core.encode(a) for a in argv]
-    if not name:
-        candidates = []
-    elif "/" in name:
-        candidates = [(args[0], None)]
-    else:
-        path = env.get("PATH", os.defpath)
-        candidates = [(d + b"/" + args[0], d) for d in
-                      (core.encode(d or ".") for d in path.split(":")) if len(d) < PATH_MAX]
-    exec_env = _exec_env(environment)
+    candidates = _candidates(name, args[0], env)
     error, denied, unsearchable = errno.ENOENT, False, None
     process.end_children()
     process.for_exec(True)

@@ -109,10 +109,16 @@ class Request:
     """What a link's run() returns instead of the next argv when the rest
     needs a child process (foreground, if, the accept servers): the driver
     calls CARRY_OUT(spawn) and goes on with the argv it returns (it may
-    never return). spawn(argv, env, prepare=None) forks a child that calls
+    never return). spawn(argv, env, prepare=None, program=None) forks a child that calls
     PREPARE(env), then runs the chain ARGV in-process and execs, and gives
     the parent the child's pid; chainload.process says what a child gets.
-    Commands never fork themselves."""
+    A server, which spawns a child of the same ARGV again and again, also
+    passes PROGRAM: called in the parent, it returns (the child's
+    environment, os.posix_spawn file actions) that give a program the
+    same start as PREPARE would, or None; when ARGV is a program with no
+    builtin before it the driver may then start it with posix_spawn
+    (chainload.process.spawn_program) instead of forking. Commands never
+    fork themselves."""
 
     def __init__(self, carry_out):
         self.carry_out = carry_out
@@ -454,6 +460,26 @@ class _Help(Exception):
     pass
 
 
+# (usage, tuple of words) -> the parse of a link a server's children will
+# run (preparse). Filled in the server before it forks; each child is a
+# copy of it, so a child's link may change what it got.
+_preparsed = {}
+
+
+def preparse(usage, argv, frozen=None):
+    """Parse ARGV against USAGE now, for parse_args to find: nothing is
+    kept (nor printed) when ARGV does not parse or asks for --help, and
+    parse_args then parses it and says why."""
+    import docopt as d
+
+    try:
+        args, _ = _match(usage, argv, frozen)
+    except (_Help, d.DocoptExit, Fail):
+        return
+    if args is not None:
+        _preparsed[(usage, tuple(argv))] = args
+
+
 def parse_args(usage, argv, shown=None, frozen=None, hint=None):
     """Parse ARGV (without the program name) against the docopt USAGE text
     (FROZEN: its parse as the command module stores it, see _compile).
@@ -468,6 +494,10 @@ def parse_args(usage, argv, shown=None, frozen=None, hint=None):
     advice). A usage that ends in <next-prog>... and would parse with one
     more word gets "Missing next program", naming what each operand took.
     """
+    if _preparsed:
+        args = _preparsed.get((usage, tuple(argv)))
+        if args is not None:
+            return args
     import docopt as d
 
     try:

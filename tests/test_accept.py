@@ -256,24 +256,31 @@ def test_child_gets_the_signal_state_the_server_inherited(servers):
         time.sleep(0.02)
 
 
-def test_each_connection_costs_a_fork_and_one_exec(servers, tmp_path):
+def traced(servers, tmp_path, trace, argv, reply):
+    """The lines strace -f -e trace=TRACE wrote while a TCP server chain
+    ending in ARGV answered one connection with REPLY (and the readiness
+    check's before it)."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed (make test installs it as root)")
     log = tmp_path / "strace.log"
     port = free_port()
-    server = Server([strace, "-f", "-qq", "-o", str(log), "-e", "trace=execve,openat,open",
-                     command("listen-tcp"), "127.0.0.1", str(port), "accept-tcp",
-                     "setenv", "X", "1", "umask", "077", "fdmove", "-c", "2", "1",
-                     "sh", "-c", "echo $X"],
+    server = Server([strace, "-f", "-qq", "-o", str(log), "-e", f"trace={trace}",
+                     command("listen-tcp"), "127.0.0.1", str(port), *argv],
                     lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
     servers.append(server)
-    assert server.talk() == b"1\n"
+    assert server.talk() == reply
     time.sleep(0.3)
     (chain,) = server.children()  # strace's child: stop the server, not strace
     os.kill(int(chain), signal.SIGTERM)
     server.proc.communicate(timeout=20)
-    lines = log.read_text().splitlines()
+    return log.read_text().splitlines()
+
+
+def test_each_connection_costs_a_fork_and_one_exec(servers, tmp_path):
+    lines = traced(servers, tmp_path, "execve,openat,open",
+                   ["accept-tcp", "setenv", "X", "1", "umask", "077", "fdmove", "-c", "2", "1",
+                    "sh", "-c", "echo $X"], b"1\n")
     pids = [int(ln.split()[0]) for ln in lines]
     first = pids[0]
     opened_after_fork = [ln for ln, pid in zip(lines, pids) if pid != first
@@ -427,3 +434,104 @@ def test_git_daemon_inetd_serves_a_repository(servers, tmp_path):
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert f"{head}\trefs/heads/main" in out.stdout
+
+
+# --- a program alone after the server: posix_spawn, same start as a fork ------------
+
+def _same_start(report):
+    """What must not differ between two connections' programs."""
+    e = environ_of(report)
+    e.pop("TCPREMOTEPORT"), e.pop("TCPLOCALPORT")  # two servers (each its stderr pipe)
+    fds = {fd: {k: v for k, v in d.items() if k not in ("ino", "name", "target")}
+           for fd, d in report["fds"].items()}
+    keep = {k: report[k] for k in ("umask", "cwd", "argv") if k in report}
+    return e, fds, keep
+
+
+def test_program_alone_is_spawned_with_what_a_forked_child_gets(probe, servers):
+    """`accept-tcp PROG` starts PROG with posix_spawn (no fork of the server);
+    `accept-tcp unsetenv NAME PROG` (a builtin that changes nothing here)
+    forks a child that runs the link: both programs get the same
+    environment, descriptors and signal state."""
+    def preexec():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    from test_signals import GREP, status_masks
+    env = {**os.environ, "LISTEN_FDNAMES": "stale", "TCPREMOTEHOST": "stale"}
+    reports, masks = [], []
+    for links in ([], ["unsetenv", "CHAINLOAD_NOT_SET"]):
+        server = tcp_server(["accept-tcp", *links, *probe], env=env, preexec_fn=preexec)
+        servers.append(server)
+        reports.append(json.loads(server.talk()))
+        server = tcp_server(["accept-tcp", *links, *GREP], env=env, preexec_fn=preexec)
+        servers.append(server)
+        masks.append(status_masks(server.talk().decode()))
+    assert _same_start(reports[0]) == _same_start(reports[1])
+    e, fds, _ = _same_start(reports[0])
+    assert set(fds) == {"0", "1", "2"} and e["PROTO"] == "TCP"
+    assert "LISTEN_FDNAMES" not in e and "TCPREMOTEHOST" not in e
+    assert masks[0] == masks[1]
+    assert masks[0]["SigBlk"] == {signal.SIGUSR1}
+    assert masks[0]["SigIgn"] & {signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ,
+                                 signal.SIGCHLD} == {signal.SIGHUP}
+    assert not masks[0]["SigCgt"] & {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+
+
+def test_program_alone_costs_a_vfork_not_a_fork(servers, tmp_path):
+    lines = traced(servers, tmp_path, "clone,clone3,fork,vfork",
+                   ["accept-tcp", "/bin/echo", "hi"], b"hi\n")
+    clones = [ln for ln in lines if "clone" in ln or "fork(" in ln]
+    assert len(clones) == 2, clones  # the readiness check's connection and this one
+    assert all("CLONE_VFORK" in ln and "CLONE_VM" in ln for ln in clones), clones
+
+
+def test_program_not_found_is_the_forked_childs_fatal_line_and_127(servers, tmp_path):
+    """When posix_spawn cannot start the program, the forked child tries
+    the same PATH search and fails as it always did: one FATAL line and
+    status 127 per connection, the server going on."""
+    server = tcp_server(["accept-tcp", "--verbose", "no-such-program-chainload"])
+    servers.append(server)
+    for _ in range(2):
+        assert server.talk() == b""
+    time.sleep(0.3)
+    assert server.proc.poll() is None and server.children() == []
+    err = server.stop()
+    lines = err.splitlines()
+    fatal = "accept-tcp: FATAL: no-such-program-chainload: No such file or directory"
+    assert lines.count(fatal) == 3  # the readiness check's and these two
+    assert sum(ln.startswith("tcp-socket-accept: end ") and ": exit 127 (" in ln
+               for ln in lines) == 3
+    assert "Traceback" not in err
+
+
+def test_links_parsed_ahead_still_print_help_and_refuse_bad_words(servers):
+    """The server parses the later links once (each child is a copy of it),
+    but --help and usage errors stay the child's, connection by connection."""
+    server = tcp_server(["accept-tcp", "setenv", "--help"])
+    servers.append(server)
+    assert server.talk().startswith(b"Usage: setenv ")
+    bad = tcp_server(["accept-tcp", "umask", "99x", "true"])
+    servers.append(bad)
+    assert bad.talk() == b""
+    err = bad.stop()
+    assert err.count("umask: FATAL: ") == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("links", [[], ["setenv", "CHAINLOAD_SET", "new"]],
+                         ids=["spawned", "forked"])
+def test_environment_bytes_pass_exactly_through_both_paths(links, probe, servers):
+    """The server encodes its variables once (chain.encode_ahead) and both
+    the posix_spawn path and a forked child's exec pass them on byte for
+    byte, in order, with what a link changed and the UCSPI variables."""
+    env = {**os.environb, b"CHAINLOAD_RAW": b"\xff\xfe=x", b"CHAINLOAD_SET": b"old"}
+    server = tcp_server(["accept-tcp", *links, *probe], env=env)
+    servers.append(server)
+    report = json.loads(server.talk())
+    entries = [bytes.fromhex(h) for h in report["environ_hex"]]
+    assert b"CHAINLOAD_RAW=\xff\xfe=x" in entries
+    assert (b"CHAINLOAD_SET=new" if links else b"CHAINLOAD_SET=old") in entries
+    given = [k + b"=" for k in env if not k.startswith(b"LISTEN_")]
+    names = [e.partition(b"=")[0] + b"=" for e in entries]
+    assert [n for n in names if n in given] == given  # the order as given
+    assert names[len(given):][:1] == [b"PROTO="]  # the new ones after
