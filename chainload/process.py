@@ -1,17 +1,8 @@
-"""The process boundary's signal side, and forking: the one place that knows
-what a child of a chain must be.
+"""Forking: the one place that knows what a child of a chain must be.
 
-Signals. Python's start-up changes two things a C chain loader would not:
-it ignores SIGPIPE and SIGXFSZ, and it catches SIGINT. The driver catches
-SIGINT, SIGTERM and SIGHUP where they were not ignored (catch_signals), to
-undo this run's files (core.abort) before dying of the signal as a C tool
-would. Each execve(2) call gets the caught signals at their defaults and
-SIGPIPE/SIGXFSZ at theirs (what they were when the chain started: a caught
-signal would revert at exec anyway); an ignored one is left alone.
-
-Forking. foreground, if and the accept servers run the rest of a chain in
-a child, in-process, where it ends in its own exec. The driver does the
-forking (spawn, given the driver's runner); the child's rules are here:
+foreground, if and the accept servers run the rest of a chain in a child,
+in-process, where it ends in its own exec. The driver does the forking
+(spawn, given the driver's runner); the child's rules are here:
 
 * the parent's clean-up is not the child's: core.forget() drops it before
   the child can receive a signal, so whatever the child does (fails, is
@@ -19,7 +10,7 @@ forking (spawn, given the driver's runner); the child's rules are here:
 * the child starts with the signal dispositions and mask the chain
   inherited, not the server's own: every disposition a parent changed
   through this module (SIGCHLD) goes back, the caught signals keep the
-  chain's own handler (_die, which then undoes only what the child makes),
+  chain's own handler (boundary._die, which then undoes only what the child makes),
   the wakeup descriptor of a server is closed;
 * nothing is imported after the fork: the driver preloaded the rest of
   the chain (chain.preload), so a child costs a fork, the links' own
@@ -35,71 +26,26 @@ faults. The program gets what a forked child would give it: descriptors
 set by file actions, the signal mask the chain inherited (the server's
 own, read at the call), caught signals at their defaults (glibc resets
 every handler in its child, as exec would), SIGPIPE and SIGXFSZ at their
-defaults (for_exec), an ignored signal left ignored. It is used only
-while no disposition the chain inherited has been changed for the
+defaults (boundary.for_exec), an ignored signal left ignored. It is used
+only while no disposition the chain inherited has been changed for the
 server's own use (direct_ok: a SIGCHLD inherited ignored must be ignored
 in the child, which posix_spawn cannot do); otherwise, and whenever it
 fails, the forked child does it and says why.
 
-Only os and built-in modules: this module is imported at every start.
+The signal state a child gets back (the caught signals, the dispositions
+the chain inherited) is recorded by chainload.boundary, which the final
+exec uses too. Only os and built-in modules; this module is imported only
+when a chain forks (by foreground, if and the accept servers).
 """
 
 import os
 
-from chainload import core
+from chainload import boundary, core
 
-# --- signals ----------------------------------------------------------------
+# --- signals while children run ---------------------------------------------
 
-_caught = []
-# signum -> the disposition the chain inherited, for each signal a parent
-# changed for its own use (SIGCHLD): a child gets these back.
-_inherited = {}
 # The read and write ends of a server's wakeup pipe (watch_children).
 _wakeup = []
-
-
-def _die(signum, frame):
-    import _signal as signal
-
-    core.abort()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def catch_signals():
-    """From start-up on, an interrupt undoes this run and then kills us with
-    the signal itself, as it would kill a C tool."""
-    import _signal as signal  # built in and loaded; signal.py costs ~1.5 ms
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, _die)
-            _caught.append(signum)
-
-
-def for_exec(yes):
-    """SIGPIPE and SIGXFSZ at their defaults for an exec (YES), or back to
-    ignored as Python wants them (after a failed one)."""
-    import _signal as signal
-
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL if yes else signal.SIG_IGN)
-
-
-def execve(call, *args):
-    """CALL(*ARGS), an execve(2), with the caught signals at their defaults
-    only for the call itself: an interrupt during the rest of the PATH
-    search still undoes this run. signal.signal() runs a pending handler
-    before it changes the disposition, so no signal is lost on the way in."""
-    import _signal as signal
-
-    for signum in _caught:
-        signal.signal(signum, signal.SIG_DFL)
-    try:
-        call(*args)
-    finally:  # only reached when exec failed
-        for signum in _caught:
-            signal.signal(signum, _die)
 
 
 def _stopping():
@@ -162,9 +108,9 @@ def _become_child():
     import _signal as signal
 
     core.forget()
-    for signum, disposition in _inherited.items():
+    for signum, disposition in boundary._inherited.items():
         signal.signal(signum, disposition)
-    _inherited.clear()
+    boundary._inherited.clear()
     if _wakeup:
         signal.set_wakeup_fd(-1)
         for fd in _wakeup:
@@ -178,7 +124,7 @@ def direct_ok():
     was inherited at its default, which the spawned child gets."""
     import _signal as signal
 
-    return all(d == signal.SIG_DFL for d in _inherited.values())
+    return all(d == signal.SIG_DFL for d in boundary._inherited.values())
 
 
 def spawn_program(path, args, environment, file_actions):
@@ -207,17 +153,17 @@ def wait(pid):
             os.kill(pid, signum)
         except OSError:
             pass
-        _die(signum, frame)
+        boundary._die(signum, frame)
 
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _stopping())
-    for signum in _caught:
+    for signum in boundary._caught:
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_SETMASK, old)
     try:
         _, wstatus = os.waitpid(pid, 0)
     finally:
-        for signum in _caught:
-            signal.signal(signum, _die)
+        for signum in boundary._caught:
+            signal.signal(signum, boundary._die)
     return exit_code(wstatus)
 
 
@@ -235,7 +181,7 @@ def sequence(words, env, stop_on_failure):
         except OSError as e:
             raise core.system_error("fork", e) from None
         status = wait(pid)
-        end_children()
+        boundary.end_children()
         if status and stop_on_failure:
             raise core.Stop(status)
         return rest
@@ -249,18 +195,9 @@ def start_children():
     import _signal as signal
 
     old = signal.getsignal(signal.SIGCHLD)
-    if old == signal.SIG_IGN and signal.SIGCHLD not in _inherited:
-        _inherited[signal.SIGCHLD] = old
+    if old == signal.SIG_IGN and signal.SIGCHLD not in boundary._inherited:
+        boundary._inherited[signal.SIGCHLD] = old
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-
-
-def end_children():
-    """After the last child was reaped: SIGCHLD as the chain inherited it,
-    for the final exec."""
-    import _signal as signal
-
-    if signal.SIGCHLD in _inherited:
-        signal.signal(signal.SIGCHLD, _inherited.pop(signal.SIGCHLD))
 
 
 def watch_children():
@@ -272,7 +209,7 @@ def watch_children():
     read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _wakeup.extend((read, write))
     old = signal.signal(signal.SIGCHLD, _nothing)
-    _inherited.setdefault(signal.SIGCHLD, old)
+    boundary._inherited.setdefault(signal.SIGCHLD, old)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     return read
 

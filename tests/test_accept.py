@@ -521,7 +521,7 @@ def test_links_parsed_ahead_still_print_help_and_refuse_bad_words(servers):
 @pytest.mark.parametrize("links", [[], ["setenv", "CHAINLOAD_SET", "new"]],
                          ids=["spawned", "forked"])
 def test_environment_bytes_pass_exactly_through_both_paths(links, probe, servers):
-    """The server encodes its variables once (chain.encode_ahead) and both
+    """The server encodes its variables once (boundary.encode_ahead) and both
     the posix_spawn path and a forked child's exec pass them on byte for
     byte, in order, with what a link changed and the UCSPI variables."""
     env = {**os.environb, b"CHAINLOAD_RAW": b"\xff\xfe=x", b"CHAINLOAD_SET": b"old"}

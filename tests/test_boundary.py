@@ -225,7 +225,8 @@ def test_a_tiny_address_space_never_gives_a_traceback_from_chainload():
         except subprocess.TimeoutExpired:  # the interpreter's own start-up can hang so
             continue
         err = proc.stderr.decode(errors="replace")
-        assert "chainload/chain.py" not in err and "chainload/core.py" not in err, (limit, err)
+        for own in ("chain.py", "boundary.py", "core.py"):
+            assert f"chainload/{own}" not in err, (limit, err)
         assert "Internal error: MemoryError" not in err, (limit, err)
         if ": FATAL: " in err:
             reached += 1
@@ -434,30 +435,30 @@ def test_without_proc_argument_bytes_pass_on_in_big5hkscs(big5, python_m):
 def test_where_no_way_is_left_the_environment_says_so_naming_proc(monkeypatch):
     """If the exec strings could not be read either, an LC_CTYPE that
     Python's coercion may have set is not passed on as if it were given."""
-    from chainload import chain, core
+    from chainload import boundary, core
 
-    monkeypatch.setattr(chain, "_read", lambda path: None)
-    monkeypatch.setattr(chain, "_exec_strings", lambda: None)
+    monkeypatch.setattr(boundary, "_read", lambda path: None)
+    monkeypatch.setattr(boundary, "_exec_strings", lambda: None)
     monkeypatch.delenv("LC_ALL", raising=False)
     monkeypatch.setenv("LC_CTYPE", "C.UTF-8")
     with pytest.raises(core.Fail) as e:
-        chain.start_environ()
+        boundary.start_environ()
     assert e.value.status == 111 and "/proc" in e.value.message
     monkeypatch.setenv("LC_CTYPE", "de_DE.UTF-8")  # not what coercion sets: exact
-    assert chain.start_environ()["LC_CTYPE"] == "de_DE.UTF-8"
+    assert boundary.start_environ()["LC_CTYPE"] == "de_DE.UTF-8"
 
 
 @pytest.mark.forked
 def test_where_no_way_is_left_the_arguments_say_so_naming_proc(monkeypatch):
     import sys
 
-    from chainload import chain, core
+    from chainload import boundary, core
 
     if sys.flags.utf8_mode:
         pytest.skip("this interpreter is in UTF-8 mode: sys.argv is exact")
-    monkeypatch.setattr(chain, "_read", lambda path: None)
-    monkeypatch.setattr(chain, "_exec_strings", lambda: None)
-    assert chain.start_argv(["prog", "ascii", "only"]) == ["prog", "ascii", "only"]
+    monkeypatch.setattr(boundary, "_read", lambda path: None)
+    monkeypatch.setattr(boundary, "_exec_strings", lambda: None)
+    assert boundary.start_argv(["prog", "ascii", "only"]) == ["prog", "ascii", "only"]
     with pytest.raises(core.Fail) as e:
-        chain.start_argv(["prog", "caf\xe9"])
+        boundary.start_argv(["prog", "caf\xe9"])
     assert e.value.status == 111 and "/proc" in e.value.message

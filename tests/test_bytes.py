@@ -81,9 +81,10 @@ def test_utf8_mode_passes_the_argument_bytes(mode, arg):
 def test_utf8_mode_does_not_read_proc_cmdline():
     """sys.argv is exact in UTF-8 mode: /proc/self/cmdline (~30 us: the
     kernel copies it out of our own memory) is left unread."""
-    code = ("import sys; from chainload import chain; read = [];"
-            "chain._read = lambda path: read.append(path) or b'python\\0a\\x80b\\0';"
-            "argv = chain.start_argv(['prog', 'a\\udc80b']); print(read, argv == ['prog', 'a\\udc80b'])")
+    code = ("import sys; from chainload import boundary; read = [];"
+            "boundary._read = lambda path: read.append(path) or b'python\\0a\\x80b\\0';"
+            "argv = boundary.start_argv(['prog', 'a\\udc80b']);"
+            " print(read, argv == ['prog', 'a\\udc80b'])")
     for utf8, expected in (("1", "[] True"), ("0", "['/proc/self/cmdline'] True")):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={"PYTHONUTF8": utf8, "LANG": "C.UTF-8"}, cwd="/")

@@ -393,6 +393,16 @@ def test_chain_without_a_socket_does_not_import_socket():
     assert got["after"] is False
 
 
+def test_chain_that_does_not_fork_does_not_import_the_forking_module(tmp_path):
+    """chainload.process is imported by foreground, if and the accept
+    servers; a chain without them crosses the process boundary only."""
+    got = modules_after(["listen-seqpacket", str(tmp_path / "s.sock"), "fdmove", "0", "3",
+                         "umask", "022", "true"])
+    assert got["argv"] == ["true"], got
+    assert "chainload.boundary" in got["modules"]
+    assert "chainload.process" not in got["modules"]
+
+
 def test_listener_chain_does_import_socket(tmp_path):
     got = modules_after(["listen-seqpacket", str(tmp_path / "s.sock"), "fdmove", "0", "3",
                          "true"])

@@ -9,7 +9,7 @@ directory.
 
 Each example runs chainload.chain.main() in-process in a forked child whose
 cwd is a fresh temporary directory, with os.execve (the one exec, in
-chainload.chain.execute) replaced by a recorder that fails the way execve
+chainload.boundary.execute) replaced by a recorder that fails the way execve
 would (ENOENT, EACCES) or records the argv. The child reports through a pipe
 and leaves with os._exit, so dup2, setuid and umask never touch pytest.
 

@@ -19,6 +19,12 @@ Options:
 PRELOAD_REST = True
 
 
+def preload():
+    """The forking module, imported only by a chain that forks: after an
+    earlier setuidgid the user may not be able to read it at run()."""
+    import chainload.process  # noqa: F401
+
+
 def run(args, env):
     from chainload import process
 
