@@ -334,7 +334,32 @@ def main(argv=None):
     # ~11,000 objects to track) cost ~1 ms (make bench: floor-gc - floor).
     gc.disable()
     state = Chain()
-    return guarded(state, _start, argv, state)
+    try:
+        return guarded(state, _start, argv, state)
+    except MemoryError:  # even its handling ran out (a tiny RLIMIT_AS)
+        return _out_of_memory(state)
+
+
+_OUT_OF_MEMORY = b": FATAL: Cannot allocate memory\n"  # made now: later may be too late
+
+
+def _out_of_memory(state):
+    """The last resort when guarded()'s own handler ran out of memory: the
+    clean-up, then one line made of what is already allocated, never a
+    traceback; status 111."""
+    try:
+        core.abort()
+    except MemoryError:
+        pass
+    for prog in (state.prog, UMBRELLA):
+        try:
+            os.write(2, core.encode(prog) + _OUT_OF_MEMORY)
+            break
+        except MemoryError:
+            continue
+        except OSError:
+            break
+    return core.EXIT_SYSTEM
 
 
 def _start(argv, state):

@@ -208,6 +208,37 @@ sys.exit(99)
 """
 
 
+@pytest.mark.forked
+def test_running_out_of_memory_while_reporting_it_is_still_one_line(tmp_path, monkeypatch):
+    """A MemoryError raised while guarded() reports one (seen once under a
+    tiny RLIMIT_AS, with Debian's python3: the handler's own formatting ran
+    out) ends in one FATAL line and 111, after the clean-up; it used to
+    escape main() as a traceback."""
+    import os
+
+    from chainload import chain, core
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    made = tmp_path / "made"
+    made.touch()
+    core.on_abort(os.unlink, str(made))
+    monkeypatch.setattr(chain, "load", out_of_memory)
+    monkeypatch.setattr(chain, "_fatal", out_of_memory)
+    read, write = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    try:
+        status = chain.main(["fdmove", "1", "1", "/bin/true"])
+    finally:
+        os.dup2(saved, 2)
+        os.close(write)
+    assert status == 111
+    assert os.read(read, 4096) == b"fdmove: FATAL: Cannot allocate memory\n"
+    assert not made.exists()
+
+
 def test_a_tiny_address_space_never_gives_a_traceback_from_chainload():
     """Swept through the sizes at which the interpreter starts but chainload
     runs out: reading the environment (an entry without "=" needs ctypes)
