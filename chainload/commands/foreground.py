@@ -1,5 +1,7 @@
 """foreground: run a program in a child and wait for it, then chain."""
 
+from chainload import process  # loaded with this link, as a chain that forks needs
+
 USAGE = """Usage: foreground [options] [--] <next-prog>...
 
 The words are "prog... ; next-prog...". Run PROG, the words up to the
@@ -18,15 +20,7 @@ Options:
 PRELOAD_REST = True
 
 
-def preload():
-    """The forking module, imported only by a chain that forks: after an
-    earlier setuidgid the user may not be able to read it at run()."""
-    import chainload.process  # noqa: F401
-
-
 def run(args, env):
-    from chainload import process
-
     return process.sequence(args["<next-prog>"], env, stop_on_failure=False)
 
 

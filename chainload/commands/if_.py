@@ -1,5 +1,7 @@
 """if: run a program in a child; chain only if it exits 0."""
 
+from chainload import process  # loaded with this link, as a chain that forks needs
+
 USAGE = """Usage: if [options] [--] <next-prog>...
 
 The words are "prog... ; next-prog...". Run PROG, the words up to the
@@ -19,15 +21,7 @@ Options:
 PRELOAD_REST = True
 
 
-def preload():
-    """The forking module, imported only by a chain that forks: after an
-    earlier setuidgid the user may not be able to read it at run()."""
-    import chainload.process  # noqa: F401
-
-
 def run(args, env):
-    from chainload import process
-
     return process.sequence(args["<next-prog>"], env, stop_on_failure=True)
 
 
